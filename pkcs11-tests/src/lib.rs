@@ -1,0 +1,1 @@
+//! Tests that drive the built libclusterhsm.so through the cryptoki crate.

@@ -1,0 +1,565 @@
+//! Key management (PKCS#11 v2.40 §5.14): generate, generate pair, wrap, unwrap, derive.
+
+use super::crypto::Delivery;
+use super::object::{actor, check_may_create};
+use super::session;
+use crate::cluster::objects::{new_uid, Access};
+use crate::crypto::der::{self, PrivateKeyMaterial};
+use crate::crypto::ec::{self, EcPrivateKey};
+use crate::crypto::edwards::{Ed25519PrivateKey, EdwardsCurve, X25519PrivateKey};
+use crate::crypto::rsa::RsaPrivateKey;
+use crate::error::{Error, Result};
+use crate::mechanism::keys::{self, ec_family, EcFamily, LoadedKey};
+use crate::mechanism::{ops, registry, Mechanism, Params};
+use crate::object::{self, template_get, template_ulong, ulong_bytes, Object, Origin, Template};
+use crate::secure_mem::SecretBytes;
+use cryptoki_sys::*;
+
+fn with_class(
+    template: &Template,
+    class: CK_OBJECT_CLASS,
+    key_type: CK_KEY_TYPE,
+) -> Result<Template> {
+    if let Some(c) = template_ulong(template, CKA_CLASS)? {
+        if c != class {
+            return Err(Error::TemplateInconsistent(
+                "CKA_CLASS does not fit the mechanism".into(),
+            ));
+        }
+    }
+    if let Some(k) = template_ulong(template, CKA_KEY_TYPE)? {
+        if k != key_type {
+            return Err(Error::TemplateInconsistent(
+                "CKA_KEY_TYPE does not fit the mechanism".into(),
+            ));
+        }
+    }
+    let mut t: Template = template
+        .iter()
+        .filter(|(ty, _)| *ty != CKA_CLASS && *ty != CKA_KEY_TYPE)
+        .cloned()
+        .collect();
+    t.push((CKA_CLASS, ulong_bytes(class)));
+    t.push((CKA_KEY_TYPE, ulong_bytes(key_type)));
+    Ok(t)
+}
+
+/// Recomputes ALWAYS_SENSITIVE / NEVER_EXTRACTABLE after key material is in place.
+fn finish_bookkeeping(obj: &mut Object, generated: bool) {
+    let sensitive = obj.bool_attr(CKA_SENSITIVE);
+    let extractable = obj.bool_attr(CKA_EXTRACTABLE);
+    if obj.attrs.contains_key(&CKA_ALWAYS_SENSITIVE) {
+        obj.attrs.insert(
+            CKA_ALWAYS_SENSITIVE,
+            object::bool_bytes(generated && sensitive),
+        );
+        obj.attrs.insert(
+            CKA_NEVER_EXTRACTABLE,
+            object::bool_bytes(generated && !extractable),
+        );
+    }
+}
+
+/// C_GenerateKey (§5.14): AES, 3DES and generic secrets.
+pub fn generate_key(
+    h: CK_SESSION_HANDLE,
+    mech: &Mechanism,
+    template: &Template,
+) -> Result<CK_OBJECT_HANDLE> {
+    let (_lib, s) = session(h)?;
+    let profile = s.cluster.profile();
+    if !registry::allows(profile, mech.ty, CKF_GENERATE) {
+        return Err(Error::MechanismInvalid(mech.ty));
+    }
+    let (key_type, len) = match mech.ty {
+        CKM_AES_KEY_GEN => {
+            let len = template_ulong(template, CKA_VALUE_LEN)?
+                .ok_or(Error::TemplateIncomplete(CKA_VALUE_LEN))? as usize;
+            if !matches!(len, 16 | 24 | 32) {
+                return Err(Error::AttributeValueInvalid(CKA_VALUE_LEN));
+            }
+            (CKK_AES, len)
+        }
+        CKM_DES3_KEY_GEN => (CKK_DES3, 24),
+        CKM_GENERIC_SECRET_KEY_GEN => {
+            let len = template_ulong(template, CKA_VALUE_LEN)?
+                .ok_or(Error::TemplateIncomplete(CKA_VALUE_LEN))? as usize;
+            if len == 0 || len > 512 {
+                return Err(Error::AttributeValueInvalid(CKA_VALUE_LEN));
+            }
+            (CKK_GENERIC_SECRET, len)
+        }
+        _ => return Err(Error::MechanismInvalid(mech.ty)),
+    };
+    let t = with_class(template, CKO_SECRET_KEY, key_type)?;
+    let mut obj = object::build_object(
+        &t,
+        Origin::Generate(mech.ty),
+        actor(&s),
+        profile.defaults(),
+        new_uid()?,
+    )?;
+    let mut value = crate::crypto::rng::random_secret(len)?;
+    if key_type == CKK_DES3 {
+        // DES parity bits: odd parity in each byte.
+        for b in value.expose_mut() {
+            *b = (*b & 0xfe) | ((b.count_ones() as u8 & 1) ^ 1);
+        }
+    }
+    obj.secrets.insert(CKA_VALUE, value);
+    keys::complete_new_object(&mut obj)?;
+    finish_bookkeeping(&mut obj, true);
+    check_may_create(&s, obj.is_token(), obj.is_private())?;
+    s.cluster.insert_object(obj, s.handle, &s.hsm)
+}
+
+/// C_GenerateKeyPair (§5.14): RSA, EC (P-256/384/521), Ed25519, X25519.
+pub fn generate_key_pair(
+    h: CK_SESSION_HANDLE,
+    mech: &Mechanism,
+    pub_t: &Template,
+    priv_t: &Template,
+) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+    let (_lib, s) = session(h)?;
+    let profile = s.cluster.profile();
+    if !registry::allows(profile, mech.ty, CKF_GENERATE_KEY_PAIR) {
+        return Err(Error::MechanismInvalid(mech.ty));
+    }
+    let key_type = match mech.ty {
+        CKM_RSA_PKCS_KEY_PAIR_GEN | CKM_RSA_X9_31_KEY_PAIR_GEN => CKK_RSA,
+        CKM_EC_KEY_PAIR_GEN => CKK_EC,
+        CKM_EC_EDWARDS_KEY_PAIR_GEN => CKK_EC_EDWARDS,
+        CKM_EC_MONTGOMERY_KEY_PAIR_GEN => CKK_EC_MONTGOMERY,
+        _ => return Err(Error::MechanismInvalid(mech.ty)),
+    };
+    // Attributes that belong to the other half are inconsistent (e.g. CKA_MODULUS_BITS in
+    // the private template).
+    for bad in [CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS] {
+        if template_get(priv_t, bad).is_some() && template_get(pub_t, bad).is_none() {
+            return Err(Error::TemplateInconsistent(format!(
+                "attribute 0x{bad:x} belongs in the public template"
+            )));
+        }
+    }
+    let mut pt = with_class(pub_t, CKO_PUBLIC_KEY, key_type)?;
+    let kt = with_class(priv_t, CKO_PRIVATE_KEY, key_type)?;
+    if key_type == CKK_EC_EDWARDS && template_get(&pt, CKA_EC_PARAMS).is_none() {
+        pt.push((CKA_EC_PARAMS, EdwardsCurve::Ed25519.ec_params_der()));
+    }
+    if key_type == CKK_EC_MONTGOMERY && template_get(&pt, CKA_EC_PARAMS).is_none() {
+        pt.push((CKA_EC_PARAMS, EdwardsCurve::X25519.ec_params_der()));
+    }
+    let defaults = profile.defaults();
+    let mut public = object::build_object(
+        &pt,
+        Origin::Generate(mech.ty),
+        actor(&s),
+        defaults,
+        new_uid()?,
+    )?;
+    let mut private = object::build_object(
+        &kt,
+        Origin::Generate(mech.ty),
+        actor(&s),
+        defaults,
+        new_uid()?,
+    )?;
+    check_may_create(&s, public.is_token(), public.is_private())?;
+    check_may_create(&s, private.is_token(), private.is_private())?;
+
+    let (material, point) = match key_type {
+        CKK_RSA => {
+            let bits = public
+                .ulong_attr(CKA_MODULUS_BITS)
+                .ok_or(Error::TemplateIncomplete(CKA_MODULUS_BITS))?
+                as usize;
+            if !(1024..=8192).contains(&bits) {
+                return Err(Error::KeySizeRange);
+            }
+            let e = public
+                .attr(CKA_PUBLIC_EXPONENT)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_else(|| vec![1, 0, 1]);
+            let k = RsaPrivateKey::generate(bits, &e)?;
+            let c = k.components();
+            public.attrs.insert(CKA_MODULUS, c.n.clone());
+            public.attrs.insert(CKA_PUBLIC_EXPONENT, c.e.clone());
+            public.attrs.insert(
+                CKA_PUBLIC_KEY_INFO,
+                der::encode_spki(&der::PublicKeyMaterial::Rsa {
+                    n: c.n.clone(),
+                    e: c.e.clone(),
+                }),
+            );
+            (PrivateKeyMaterial::Rsa(c), None)
+        }
+        _ => {
+            let params = public
+                .attr(CKA_EC_PARAMS)
+                .ok_or(Error::TemplateIncomplete(CKA_EC_PARAMS))?
+                .to_vec();
+            match (ec_family(&params)?, key_type) {
+                (EcFamily::Weierstrass(curve), CKK_EC) => {
+                    let k = EcPrivateKey::generate(curve)?;
+                    let p = k.public_point();
+                    public.attrs.insert(
+                        CKA_PUBLIC_KEY_INFO,
+                        der::encode_spki(&der::PublicKeyMaterial::Ec {
+                            curve,
+                            point: p.clone(),
+                        }),
+                    );
+                    (
+                        PrivateKeyMaterial::Ec {
+                            curve,
+                            scalar: k.scalar(),
+                            public_point: None,
+                        },
+                        Some(p),
+                    )
+                }
+                (EcFamily::Edwards(EdwardsCurve::Ed25519), CKK_EC_EDWARDS) => {
+                    let k = Ed25519PrivateKey::generate()?;
+                    let p = k.public_key_bytes().to_vec();
+                    public.attrs.insert(
+                        CKA_PUBLIC_KEY_INFO,
+                        der::encode_spki(&der::PublicKeyMaterial::Ed25519(p.clone())),
+                    );
+                    (PrivateKeyMaterial::Ed25519 { seed: k.seed() }, Some(p))
+                }
+                (EcFamily::Edwards(EdwardsCurve::X25519), CKK_EC_MONTGOMERY) => {
+                    let k = X25519PrivateKey::generate()?;
+                    let p = k.public_key_bytes().to_vec();
+                    public.attrs.insert(
+                        CKA_PUBLIC_KEY_INFO,
+                        der::encode_spki(&der::PublicKeyMaterial::X25519(p.clone())),
+                    );
+                    (PrivateKeyMaterial::X25519 { scalar: k.scalar() }, Some(p))
+                }
+                _ => {
+                    return Err(Error::TemplateInconsistent(
+                        "CKA_EC_PARAMS does not fit the mechanism".into(),
+                    ))
+                }
+            }
+        }
+    };
+    if let Some(p) = point {
+        public.attrs.insert(CKA_EC_POINT, ec::ec_point_to_der(&p));
+        private.attrs.insert(CKA_EC_PARAMS, params_of(&public));
+    }
+    keys::fill_private(&mut private, &material)?;
+    if key_type != CKK_RSA {
+        private.attrs.insert(CKA_EC_PARAMS, params_of(&public));
+    }
+    if let Some(info) = public.attr(CKA_PUBLIC_KEY_INFO) {
+        private.attrs.insert(CKA_PUBLIC_KEY_INFO, info.to_vec());
+    }
+    finish_bookkeeping(&mut private, true);
+    let ph = s.cluster.insert_object(public, s.handle, &s.hsm)?;
+    match s.cluster.insert_object(private, s.handle, &s.hsm) {
+        Ok(kh) => Ok((ph, kh)),
+        Err(e) => {
+            let _ = s.cluster.destroy_object(ph);
+            Err(e)
+        }
+    }
+}
+
+fn params_of(o: &Object) -> Vec<u8> {
+    o.attr(CKA_EC_PARAMS)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// The bytes a key wraps as: a secret key's value, or a private key as PKCS#8.
+fn wrappable_bytes(obj: &Object) -> Result<SecretBytes> {
+    match obj.class {
+        CKO_SECRET_KEY => obj
+            .secret(CKA_VALUE)
+            .map(SecretBytes::duplicate)
+            .ok_or(Error::KeyNotWrappable),
+        CKO_PRIVATE_KEY => {
+            let key = keys::parse(obj)?;
+            let material = match key {
+                LoadedKey::RsaPrivate(k) => PrivateKeyMaterial::Rsa(k.components()),
+                LoadedKey::EcPrivate(k) => PrivateKeyMaterial::Ec {
+                    curve: k.curve(),
+                    scalar: k.scalar(),
+                    public_point: Some(k.public_point()),
+                },
+                LoadedKey::Ed25519Private(k) => PrivateKeyMaterial::Ed25519 { seed: k.seed() },
+                LoadedKey::X25519Private(k) => PrivateKeyMaterial::X25519 { scalar: k.scalar() },
+                _ => return Err(Error::KeyNotWrappable),
+            };
+            Ok(der::encode_pkcs8(&material)?)
+        }
+        _ => Err(Error::KeyNotWrappable),
+    }
+}
+
+fn wrap_iv8(mech: &Mechanism) -> Result<Option<[u8; 8]>> {
+    match &mech.params {
+        Params::None => Ok(None),
+        Params::Iv(v) if v.is_empty() => Ok(None),
+        Params::Iv(v) if v.len() == 8 => Ok(v.as_slice().try_into().ok()),
+        _ => Err(Error::MechanismParamInvalid(
+            "AES key wrap IV must be 8 bytes".into(),
+        )),
+    }
+}
+
+fn wrap_iv4(mech: &Mechanism) -> Result<Option<[u8; 4]>> {
+    match &mech.params {
+        Params::None => Ok(None),
+        Params::Iv(v) if v.is_empty() => Ok(None),
+        Params::Iv(v) if v.len() == 4 => Ok(v.as_slice().try_into().ok()),
+        _ => Err(Error::MechanismParamInvalid(
+            "AES KWP IV must be 4 bytes".into(),
+        )),
+    }
+}
+
+/// Wraps or unwraps `data` with a loaded wrapping key.
+fn wrap_with(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Result<SecretBytes> {
+    Ok(match (mech.ty, key) {
+        (CKM_AES_KEY_WRAP, LoadedKey::Aes { value, .. }) => {
+            let iv = wrap_iv8(mech)?;
+            if wrap {
+                SecretBytes::new(crate::crypto::keywrap::aes_kw_wrap(
+                    value.expose(),
+                    data,
+                    iv.as_ref(),
+                )?)
+            } else {
+                crate::crypto::keywrap::aes_kw_unwrap(value.expose(), data, iv.as_ref())?
+            }
+        }
+        (CKM_AES_KEY_WRAP_PAD, LoadedKey::Aes { value, .. }) => {
+            let iv = wrap_iv4(mech)?;
+            if wrap {
+                SecretBytes::new(crate::crypto::keywrap::aes_kwp_wrap(
+                    value.expose(),
+                    data,
+                    iv.as_ref(),
+                )?)
+            } else {
+                crate::crypto::keywrap::aes_kwp_unwrap(value.expose(), data, iv.as_ref())?
+            }
+        }
+        (CKM_AES_CBC_PAD, LoadedKey::Aes { cipher, .. }) => {
+            let Params::Iv(iv) = &mech.params else {
+                return Err(Error::MechanismParamInvalid("IV required".into()));
+            };
+            let dir = if wrap {
+                crate::crypto::block::Direction::Encrypt
+            } else {
+                crate::crypto::block::Direction::Decrypt
+            };
+            SecretBytes::new(crate::crypto::block::CipherStream::one_shot(
+                cipher.clone(),
+                crate::crypto::block::Mode::CbcPad { iv: iv.clone() },
+                dir,
+                data,
+            )?)
+        }
+        (CKM_RSA_PKCS | CKM_RSA_PKCS_OAEP, LoadedKey::RsaPublic(k)) if wrap => match &mech.params {
+            Params::Oaep { hash, mgf, label } => SecretBytes::new(k.encrypt_oaep(
+                ops::hash_of(*hash).ok_or(Error::MechanismParamInvalid("hash".into()))?,
+                mgf_to_hash(*mgf)?,
+                label,
+                data,
+            )?),
+            _ => SecretBytes::new(k.encrypt_pkcs1v15(data)?),
+        },
+        (CKM_RSA_PKCS | CKM_RSA_PKCS_OAEP, LoadedKey::RsaPrivate(k)) if !wrap => match &mech.params
+        {
+            Params::Oaep { hash, mgf, label } => k.decrypt_oaep(
+                ops::hash_of(*hash).ok_or(Error::MechanismParamInvalid("hash".into()))?,
+                mgf_to_hash(*mgf)?,
+                label,
+                data,
+            )?,
+            _ => k.decrypt_pkcs1v15(data)?,
+        },
+        _ => {
+            return Err(if wrap {
+                Error::WrappingKeyTypeInconsistent
+            } else {
+                Error::UnwrappingKeyTypeInconsistent
+            });
+        }
+    })
+}
+
+fn mgf_to_hash(mgf: CK_RSA_PKCS_MGF_TYPE) -> Result<crate::crypto::digest::HashAlg> {
+    use crate::crypto::digest::HashAlg;
+    Ok(match mgf {
+        CKG_MGF1_SHA1 => HashAlg::Sha1,
+        CKG_MGF1_SHA224 => HashAlg::Sha224,
+        CKG_MGF1_SHA256 => HashAlg::Sha256,
+        CKG_MGF1_SHA384 => HashAlg::Sha384,
+        CKG_MGF1_SHA512 => HashAlg::Sha512,
+        _ => return Err(Error::MechanismParamInvalid("MGF".into())),
+    })
+}
+
+/// C_WrapKey (§5.14) with the policy against known API attacks: the wrapped key must be
+/// extractable; CKA_WRAP_WITH_TRUSTED keys need a trusted wrapping key; a key never wraps
+/// itself; a sensitive key is not wrapped under a key that can also decrypt (strict policy).
+pub fn wrap_key(
+    h: CK_SESSION_HANDLE,
+    mech: &Mechanism,
+    wrapping: CK_OBJECT_HANDLE,
+    key: CK_OBJECT_HANDLE,
+    capacity: Option<usize>,
+) -> Result<Delivery> {
+    let (lib, s) = session(h)?;
+    let profile = s.cluster.profile();
+    if !registry::allows(profile, mech.ty, CKF_WRAP) {
+        return Err(Error::MechanismInvalid(mech.ty));
+    }
+    let wk = s
+        .cluster
+        .entry(wrapping, Access::Use)
+        .map_err(|_| Error::WrappingKeyHandleInvalid)?;
+    let target = s.cluster.entry(key, Access::Own).map_err(|e| match e {
+        Error::ObjectHandleInvalid(k) => Error::KeyHandleInvalid(k),
+        other => other,
+    })?;
+    if !wk.object.bool_attr(CKA_WRAP) {
+        return Err(Error::KeyFunctionNotPermitted(
+            "the wrapping key lacks CKA_WRAP",
+        ));
+    }
+    if wrapping == key {
+        return Err(Error::KeyNotWrappable);
+    }
+    if !target.object.bool_attr(CKA_EXTRACTABLE) {
+        return Err(Error::KeyUnextractable);
+    }
+    if target.object.bool_attr(CKA_WRAP_WITH_TRUSTED) && !wk.object.bool_attr(CKA_TRUSTED) {
+        return Err(Error::KeyNotWrappable);
+    }
+    if lib.config.strict_wrap_policy
+        && target.object.bool_attr(CKA_SENSITIVE)
+        && wk.object.bool_attr(CKA_DECRYPT)
+        && wk.object.class == CKO_SECRET_KEY
+    {
+        return Err(Error::KeyFunctionNotPermitted(
+            "policy: a sensitive key is not wrapped under a key that can also decrypt",
+        ));
+    }
+    if let Some(t) = wk.object.attr(CKA_WRAP_TEMPLATE) {
+        let required = crate::store::record::decode(t).unwrap_or_default();
+        if !required.is_empty() && !target.object.matches(&required) {
+            return Err(Error::KeyNotWrappable);
+        }
+    }
+    s.cluster.route_for(&wk)?;
+    let wkey = keys::load(&wk)?;
+    let plain = wrappable_bytes(&target.object)?;
+    let wrapped = wrap_with(mech, &wkey, plain.expose(), true)?;
+    match capacity {
+        Some(c) if c >= wrapped.len() => Ok(Delivery::Data(wrapped)),
+        _ => Ok(Delivery::Length(wrapped.len())),
+    }
+}
+
+/// C_UnwrapKey (§5.14): the unwrapping key's CKA_UNWRAP_TEMPLATE is merged (a conflict is
+/// CKR_TEMPLATE_INCONSISTENT); the new key is neither ALWAYS_SENSITIVE nor NEVER_EXTRACTABLE.
+pub fn unwrap_key(
+    h: CK_SESSION_HANDLE,
+    mech: &Mechanism,
+    unwrapping: CK_OBJECT_HANDLE,
+    wrapped: &[u8],
+    template: &Template,
+) -> Result<CK_OBJECT_HANDLE> {
+    let (_lib, s) = session(h)?;
+    let profile = s.cluster.profile();
+    if !registry::allows(profile, mech.ty, CKF_UNWRAP) {
+        return Err(Error::MechanismInvalid(mech.ty));
+    }
+    let uk = s
+        .cluster
+        .entry(unwrapping, Access::Use)
+        .map_err(|_| Error::UnwrappingKeyHandleInvalid)?;
+    if !uk.object.bool_attr(CKA_UNWRAP) {
+        return Err(Error::KeyFunctionNotPermitted(
+            "the unwrapping key lacks CKA_UNWRAP",
+        ));
+    }
+    let mut t = template.clone();
+    if let Some(ut) = uk.object.attr(CKA_UNWRAP_TEMPLATE) {
+        for (ty, v) in crate::store::record::decode(ut).unwrap_or_default() {
+            match template_get(&t, ty) {
+                Some(given) if given != v.as_slice() => {
+                    return Err(Error::TemplateInconsistent(
+                        "template conflicts with the unwrapping key's CKA_UNWRAP_TEMPLATE".into(),
+                    ))
+                }
+                Some(_) => {}
+                None => t.push((ty, v)),
+            }
+        }
+    }
+    let class = template_ulong(&t, CKA_CLASS)?.ok_or(Error::TemplateIncomplete(CKA_CLASS))?;
+    s.cluster.route_for(&uk)?;
+    let ukey = keys::load(&uk)?;
+    let plain = wrap_with(mech, &ukey, wrapped, false).map_err(|e| match e {
+        Error::EncryptedDataInvalid | Error::DataLenRange => Error::WrappedKeyInvalid,
+        Error::EncryptedDataLenRange => Error::WrappedKeyLen,
+        other => other,
+    })?;
+    let mut obj = object::build_object(
+        &t,
+        Origin::Unwrap,
+        actor(&s),
+        profile.defaults(),
+        new_uid()?,
+    )?;
+    match class {
+        CKO_SECRET_KEY => {
+            let mut value = plain.expose().to_vec();
+            if let Some(len) = obj.ulong_attr(CKA_VALUE_LEN) {
+                let len = len as usize;
+                if len > value.len() {
+                    return Err(Error::WrappedKeyInvalid);
+                }
+                value.truncate(len);
+            }
+            obj.attrs.remove(&CKA_VALUE_LEN);
+            obj.secrets.insert(CKA_VALUE, SecretBytes::new(value));
+        }
+        CKO_PRIVATE_KEY => {
+            let material =
+                der::decode_pkcs8(plain.expose()).map_err(|_| Error::WrappedKeyInvalid)?;
+            keys::fill_private(&mut obj, &material)?;
+        }
+        _ => {
+            return Err(Error::TemplateInconsistent(
+                "only secret and private keys can be unwrapped".into(),
+            ))
+        }
+    }
+    keys::complete_new_object(&mut obj).map_err(|_| Error::WrappedKeyInvalid)?;
+    finish_bookkeeping(&mut obj, false);
+    check_may_create(&s, obj.is_token(), obj.is_private())?;
+    s.cluster.insert_object(obj, s.handle, &s.hsm)
+}
+
+/// C_DeriveKey (§5.14): no derivation mechanism is listed yet, so every request is
+/// refused as the registry says.
+pub fn derive_key(
+    h: CK_SESSION_HANDLE,
+    mech: &Mechanism,
+    base: CK_OBJECT_HANDLE,
+    _template: &Template,
+) -> Result<CK_OBJECT_HANDLE> {
+    let (_lib, s) = session(h)?;
+    if !registry::allows(s.cluster.profile(), mech.ty, CKF_DERIVE) {
+        return Err(Error::MechanismInvalid(mech.ty));
+    }
+    s.cluster.entry(base, Access::Own)?;
+    Err(Error::MechanismInvalid(mech.ty))
+}

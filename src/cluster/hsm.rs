@@ -1,0 +1,219 @@
+//! HSM instances: health, and routing an operation to an Active instance that holds the key.
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Active,
+    /// Serving, but slow (injected latency): still routed to when nothing better is left.
+    Degraded,
+    Down,
+}
+
+impl Health {
+    pub fn parse(s: &str) -> Health {
+        match s {
+            "active" => Health::Active,
+            "degraded" => Health::Degraded,
+            _ => Health::Down,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Active => "active",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+
+    pub fn serving(self) -> bool {
+        !matches!(self, Health::Down)
+    }
+}
+
+/// Names instances hsm-a, hsm-b, ... (hsm-27 past the alphabet).
+pub fn instance_name(index: usize) -> String {
+    if index < 26 {
+        format!("hsm-{}", (b'a' + index as u8) as char)
+    } else {
+        format!("hsm-{index}")
+    }
+}
+
+pub struct HsmRuntime {
+    pub id: String,
+    pub az: String,
+    pub health: Health,
+    /// Operations this process routed to the instance (shared across reloads).
+    pub served: Arc<AtomicU64>,
+}
+
+/// Picks a serving instance, preferring Active over Degraded, among `holders` (all when
+/// None), spreading load round-robin. Counts the operation on the chosen instance.
+pub fn route<'a>(
+    hsms: &'a [HsmRuntime],
+    holders: Option<&[String]>,
+    turn: usize,
+) -> Result<&'a HsmRuntime> {
+    let eligible = |h: &&HsmRuntime, want: Health| {
+        h.health == want && holders.is_none_or(|hs| hs.iter().any(|x| x == &h.id))
+    };
+    for want in [Health::Active, Health::Degraded] {
+        let candidates: Vec<&HsmRuntime> = hsms.iter().filter(|h| eligible(h, want)).collect();
+        if !candidates.is_empty() {
+            let chosen = candidates[turn % candidates.len()];
+            chosen.served.fetch_add(1, Ordering::Relaxed);
+            return Ok(chosen);
+        }
+    }
+    Err(Error::DeviceError(
+        "no serving HSM instance holds this key".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(id: &str, health: Health) -> HsmRuntime {
+        HsmRuntime {
+            id: id.into(),
+            az: "az".into(),
+            health,
+            served: Default::default(),
+        }
+    }
+
+    #[test]
+    fn routes_to_active_holders_only() {
+        let hsms = vec![
+            h("hsm-a", Health::Down),
+            h("hsm-b", Health::Active),
+            h("hsm-c", Health::Active),
+        ];
+        let holders = vec!["hsm-a".to_string(), "hsm-c".to_string()];
+        for turn in 0..4 {
+            assert_eq!(route(&hsms, Some(&holders), turn).unwrap().id, "hsm-c");
+        }
+        assert_eq!(hsms[2].served.load(Ordering::Relaxed), 4);
+        let only_down = vec!["hsm-a".to_string()];
+        assert!(route(&hsms, Some(&only_down), 0).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(instance_name(0), "hsm-a");
+        assert_eq!(instance_name(2), "hsm-c");
+    }
+}
+
+impl super::Cluster {
+    /// Sets one instance's health (fault injection). An instance coming back is resynced
+    /// from a healthy peer: it receives every token object it missed.
+    pub fn set_hsm_health(&self, hsm_id: &str, health: Health) -> Result<()> {
+        self.refresh()?;
+        let (was, peers_serving) = {
+            let inner = self.inner.read();
+            let h = inner
+                .hsms
+                .iter()
+                .find(|h| h.id == hsm_id)
+                .ok_or(Error::ArgumentsBad("no such HSM instance"))?;
+            (
+                h.health,
+                inner
+                    .hsms
+                    .iter()
+                    .filter(|x| x.id != hsm_id && x.health.serving())
+                    .count(),
+            )
+        };
+        let cluster_id = self.id;
+        let missed: Vec<(String, Vec<String>)> =
+            if !was.serving() && health.serving() && peers_serving > 0 {
+                let inner = self.inner.read();
+                let serving: Vec<&str> = inner
+                    .hsms
+                    .iter()
+                    .filter(|x| x.id != hsm_id && x.health.serving())
+                    .map(|x| x.id.as_str())
+                    .collect();
+                inner
+                    .objects
+                    .all()
+                    .filter(|e| e.session.is_none())
+                    .filter_map(|e| {
+                        let reps = inner.replicas.get(&e.handle)?;
+                        let from_peer = reps.iter().any(|r| serving.contains(&r.as_str()));
+                        (from_peer && !reps.iter().any(|r| r == hsm_id))
+                            .then(|| (e.object.uid.clone(), reps.clone()))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        self.write(|tx| {
+            if !crate::store::set_hsm_health(tx, cluster_id, hsm_id, health.name())? {
+                return Err(Error::ArgumentsBad("no such HSM instance"));
+            }
+            for (uid, reps) in &missed {
+                let mut next = reps.clone();
+                next.push(hsm_id.to_string());
+                tx.execute(
+                    "UPDATE objects SET replicas = ?1, seq = ?2 WHERE cluster_id = ?3 AND uid = ?4",
+                    rusqlite::params![next.join(","), crate::store::next_seq(tx)?, cluster_id, uid],
+                )?;
+            }
+            let detail = format!(
+                "{} -> {}; resynced {} objects",
+                was.name(),
+                health.name(),
+                missed.len()
+            );
+            let mut ev = super::audit::Event::new("CN_HSM_HEALTH");
+            ev.detail = Some(&detail);
+            super::audit::record(tx, cluster_id, &[hsm_id.to_string()], &ev)
+        })
+    }
+
+    /// Sets the health of every instance in an availability zone.
+    pub fn set_az_health(&self, az: &str, health: Health) -> Result<usize> {
+        let ids: Vec<String> = self
+            .inner
+            .read()
+            .hsms
+            .iter()
+            .filter(|h| h.az == az)
+            .map(|h| h.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::ArgumentsBad(
+                "no HSM instance in that availability zone",
+            ));
+        }
+        for id in &ids {
+            self.set_hsm_health(id, health)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// (id, az, health, operations served by this process) for each instance.
+    pub fn instance_stats(&self) -> Vec<(String, String, Health, u64)> {
+        self.inner
+            .read()
+            .hsms
+            .iter()
+            .map(|h| {
+                (
+                    h.id.clone(),
+                    h.az.clone(),
+                    h.health,
+                    h.served.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+}

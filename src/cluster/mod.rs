@@ -1,0 +1,278 @@
+//! A cluster: the token behind one slot. It holds this process's view of the cluster's
+//! state (HSM instances, users, objects), refreshed from the store when the cross-process
+//! change counter moves, and this application's login state.
+//!
+//! Lock order (never take an earlier lock while holding a later one):
+//! library → cluster `inner` → session operation state. No crypto runs under `inner`.
+
+pub mod audit;
+pub mod hsm;
+pub mod objects;
+pub mod users;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::object::index::ObjectIndex;
+use crate::object::{Object, ProfileDefaults};
+use crate::store::seal::MasterKey;
+use crate::store::{self, ClusterRow, Store, UserRow};
+use cryptoki_sys::*;
+use hsm::{Health, HsmRuntime};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The behaviour profile of a cluster (DESIGN.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Standard,
+    CloudHsm,
+}
+
+impl Profile {
+    pub fn parse(s: &str) -> Result<Profile> {
+        match s {
+            "standard" => Ok(Profile::Standard),
+            "cloudhsm" => Ok(Profile::CloudHsm),
+            other => Err(Error::GeneralError(format!("unknown profile {other:?}"))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Standard => "standard",
+            Profile::CloudHsm => "cloudhsm",
+        }
+    }
+
+    pub fn defaults(self) -> ProfileDefaults {
+        match self {
+            Profile::Standard => ProfileDefaults {
+                extractable: false,
+                secret_sensitive: false,
+            },
+            // CloudHSM: CKA_EXTRACTABLE defaults to true.
+            Profile::CloudHsm => ProfileDefaults {
+                extractable: true,
+                secret_sensitive: false,
+            },
+        }
+    }
+}
+
+/// Who this application is logged in as on this cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginState {
+    Public,
+    User(String),
+    SecurityOfficer(String),
+}
+
+pub struct ClusterInner {
+    pub row: ClusterRow,
+    pub profile: Profile,
+    pub hsms: Vec<HsmRuntime>,
+    pub users: Vec<UserRow>,
+    /// (user, hsm) -> consecutive failed logins counted on that instance.
+    pub failures: HashMap<(String, String), u32>,
+    pub objects: ObjectIndex,
+    /// Sealed secret parts of token objects loaded before login, by handle.
+    pub pending_sealed: HashMap<CK_OBJECT_HANDLE, Vec<u8>>,
+    /// Which instances hold each token object (by handle).
+    pub replicas: HashMap<CK_OBJECT_HANDLE, Vec<String>>,
+    pub login: LoginState,
+    pub master_key: Option<Arc<MasterKey>>,
+    /// Highest store sequence applied to `objects`.
+    pub applied_seq: i64,
+    /// True once C_InitToken wiped the cluster out from under this process.
+    pub round_robin: usize,
+}
+
+pub struct Cluster {
+    pub id: i64,
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    pub inner: RwLock<ClusterInner>,
+    seen_counter: AtomicU64,
+}
+
+impl Cluster {
+    /// Loads a cluster's state from the store.
+    pub fn load(store: Arc<Store>, config: Arc<Config>, row: ClusterRow) -> Result<Arc<Cluster>> {
+        let profile = Profile::parse(&row.profile)?;
+        let counter = store.change_counter();
+        let inner = ClusterInner {
+            profile,
+            hsms: Vec::new(),
+            users: Vec::new(),
+            failures: HashMap::new(),
+            objects: ObjectIndex::new(),
+            pending_sealed: HashMap::new(),
+            replicas: HashMap::new(),
+            login: LoginState::Public,
+            master_key: None,
+            applied_seq: 0,
+            round_robin: 0,
+            row,
+        };
+        let cluster = Arc::new(Cluster {
+            id: inner.row.id,
+            store,
+            config,
+            inner: RwLock::new(inner),
+            seen_counter: AtomicU64::new(counter),
+        });
+        {
+            let mut inner = cluster.inner.write();
+            cluster.reload_locked(&mut inner)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn slot_id(&self) -> CK_SLOT_ID {
+        self.id as CK_SLOT_ID
+    }
+
+    /// Applies other processes' changes if the change counter moved (one atomic load when
+    /// nothing changed).
+    pub fn refresh(&self) -> Result<()> {
+        let now = self.store.change_counter();
+        if now == self.seen_counter.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut inner = self.inner.write();
+        self.seen_counter.store(now, Ordering::Release);
+        self.reload_locked(&mut inner)
+    }
+
+    /// Re-reads topology, users, failures and objects changed since the last reload.
+    fn reload_locked(&self, inner: &mut ClusterInner) -> Result<()> {
+        if let Some(row) = self.store.clusters()?.into_iter().find(|c| c.id == self.id) {
+            inner.profile = Profile::parse(&row.profile)?;
+            inner.row = row;
+        }
+        let rows = self.store.hsms(self.id)?;
+        let old: Vec<HsmRuntime> = std::mem::take(&mut inner.hsms);
+        inner.hsms = rows
+            .into_iter()
+            .map(|r| {
+                let served = old
+                    .iter()
+                    .find(|h| h.id == r.hsm_id)
+                    .map(|h| h.served.clone())
+                    .unwrap_or_default();
+                HsmRuntime {
+                    id: r.hsm_id,
+                    az: r.az,
+                    health: Health::parse(&r.health),
+                    served,
+                }
+            })
+            .collect();
+        inner.users = self.store.users(self.id)?;
+        inner.failures = self
+            .store
+            .login_failures(self.id)?
+            .into_iter()
+            .map(|(u, h, n)| ((u, h), n))
+            .collect();
+        let (rows, gone) = self.store.objects_since(self.id, inner.applied_seq)?;
+        for uid in gone {
+            if let Some(e) = inner.objects.remove_uid(&uid) {
+                inner.pending_sealed.remove(&e.handle);
+                inner.replicas.remove(&e.handle);
+            }
+        }
+        for row in rows {
+            inner.applied_seq = inner.applied_seq.max(row.seq);
+            if let Err(e) = objects::apply_row(self.id, inner, row) {
+                crate::log_warn!(
+                    "cluster {}: skipping a stored object that cannot be read: {e}",
+                    self.id
+                );
+            }
+        }
+        inner.applied_seq = inner.applied_seq.max(self.store.max_seq()?);
+        // A user that no longer exists cannot stay logged in.
+        let gone_user = match &inner.login {
+            LoginState::User(n) | LoginState::SecurityOfficer(n) => {
+                !inner.users.iter().any(|u| &u.name == n)
+            }
+            LoginState::Public => false,
+        };
+        if gone_user {
+            inner.login = LoginState::Public;
+            inner.master_key = None;
+        }
+        Ok(())
+    }
+
+    /// Writes in one store transaction and applies the result locally before returning.
+    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let out = self.store.write(f)?;
+        self.refresh()?;
+        Ok(out)
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.inner.read().profile
+    }
+
+    pub fn label(&self) -> String {
+        self.inner.read().row.label.clone()
+    }
+
+    pub fn login_state(&self) -> LoginState {
+        self.inner.read().login.clone()
+    }
+}
+
+/// Creates a new cluster row with its HSM instances (C_InitToken on the free slot, or the CLI).
+pub fn create_cluster(
+    store: &Store,
+    config: &Config,
+    id: i64,
+    label: &str,
+    profile: &str,
+    azs: &[String],
+) -> Result<ClusterRow> {
+    Profile::parse(profile)?;
+    if azs.is_empty() || azs.len() > 28 {
+        return Err(Error::ArgumentsBad("a cluster has 1 to 28 HSM instances"));
+    }
+    let serial = format!(
+        "{:016x}",
+        u64::from_be_bytes(
+            crate::store::seal::random_bytes(8)?
+                .try_into()
+                .unwrap_or([0; 8])
+        ) >> 4
+            | (id as u64) << 60
+    );
+    let row = ClusterRow {
+        id,
+        label: label.to_string(),
+        serial: serial[serial.len() - 16..].to_string(),
+        profile: profile.to_string(),
+        kdf_iterations: config.kdf_iterations,
+        created: audit::now_utc(),
+        settings: "{}".into(),
+    };
+    let hsms: Vec<store::HsmRow> = azs
+        .iter()
+        .enumerate()
+        .map(|(i, az)| store::HsmRow {
+            hsm_id: hsm::instance_name(i),
+            az: az.clone(),
+            health: Health::Active.name().into(),
+        })
+        .collect();
+    store.write(|tx| store::insert_cluster(tx, &row, &hsms))?;
+    Ok(row)
+}
+
+/// An object as it is about to be stored: the cluster's view of who may do what.
+pub fn owner_of(obj: &Object) -> Option<&str> {
+    obj.owner.as_deref()
+}

@@ -1,0 +1,382 @@
+//! Objects on a cluster: loading and sealing stored rows, visibility and ownership rules,
+//! and the writes that replicate to every serving instance.
+
+use super::{audit, Cluster, ClusterInner, LoginState};
+use crate::error::{Error, Result};
+use crate::object::index::Entry;
+use crate::object::{schema, Object};
+use crate::secure_mem::SecretBytes;
+use crate::store::seal::MasterKey;
+use crate::store::{self, record, ObjectRow};
+use cryptoki_sys::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What the caller wants to do with an object; decides the ownership check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read attributes, find.
+    Read,
+    /// Use in a cryptographic operation.
+    Use,
+    /// Change, destroy, wrap, export, share: the owner only.
+    Own,
+}
+
+fn seal_aad(cluster_id: i64, uid: &str) -> Vec<u8> {
+    format!("clusterhsm-obj:{cluster_id}:{uid}").into_bytes()
+}
+
+pub fn new_uid() -> Result<String> {
+    let b = store::seal::random_bytes(8)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Attributes that go into the sealed part: secrets always, and the value of a private
+/// object (a private data object's payload is as confidential as a key).
+fn sealed_types(obj: &Object) -> Vec<CK_ATTRIBUTE_TYPE> {
+    let mut v: Vec<_> = obj.secrets.keys().copied().collect();
+    if obj.is_private() && obj.attrs.contains_key(&CKA_VALUE) {
+        v.push(CKA_VALUE);
+    }
+    v
+}
+
+/// Encodes an object for the store; secrets are sealed under the master key.
+pub fn to_row(
+    cluster_id: i64,
+    obj: &Object,
+    mk: Option<&MasterKey>,
+    replicas: Vec<String>,
+) -> Result<ObjectRow> {
+    let sealed_set = sealed_types(obj);
+    let attrs = record::encode(
+        obj.attrs
+            .iter()
+            .filter(|(k, _)| !sealed_set.contains(k))
+            .map(|(k, v)| (*k, v.as_slice())),
+    );
+    let sealed = if sealed_set.is_empty() {
+        None
+    } else {
+        let mk = mk.ok_or(Error::UserNotLoggedIn)?;
+        let plain = SecretBytes::new(record::encode(sealed_set.iter().filter_map(|k| {
+            obj.secrets
+                .get(k)
+                .map(|s| (*k, s.expose()))
+                .or_else(|| obj.attrs.get(k).map(|v| (*k, v.as_slice())))
+        })));
+        Some(mk.seal(&seal_aad(cluster_id, &obj.uid), plain.expose())?)
+    };
+    Ok(ObjectRow {
+        uid: obj.uid.clone(),
+        seq: 0,
+        owner: obj.owner.clone(),
+        shared: obj.shared_with.clone(),
+        attrs,
+        sealed,
+        replicas,
+    })
+}
+
+fn object_from_attrs(uid: &str, attrs: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>) -> Result<Object> {
+    let map: BTreeMap<_, _> = attrs.into_iter().collect();
+    let class = map
+        .get(&CKA_CLASS)
+        .and_then(|v| crate::object::bytes_to_ulong(v))
+        .ok_or_else(|| Error::DeviceError("stored object has no class".into()))?;
+    let key_type = map
+        .get(&CKA_KEY_TYPE)
+        .and_then(|v| crate::object::bytes_to_ulong(v));
+    Ok(Object {
+        uid: uid.to_string(),
+        class,
+        key_type,
+        attrs: map,
+        secrets: BTreeMap::new(),
+        owner: None,
+        shared_with: Vec::new(),
+    })
+}
+
+fn merge_sealed(cluster_id: i64, obj: &mut Object, mk: &MasterKey, sealed: &[u8]) -> Result<()> {
+    let plain = mk.open(&seal_aad(cluster_id, &obj.uid), sealed)?;
+    for (ty, value) in record::decode(plain.expose())? {
+        if schema::is_secret(ty, obj.class, obj.key_type) {
+            obj.secrets.insert(ty, SecretBytes::new(value));
+        } else {
+            obj.attrs.insert(ty, value);
+        }
+    }
+    Ok(())
+}
+
+/// Applies one stored row to this process's index (new object or new version).
+pub fn apply_row(cluster_id: i64, inner: &mut ClusterInner, row: ObjectRow) -> Result<()> {
+    let mut obj = object_from_attrs(&row.uid, record::decode(&row.attrs)?)?;
+    obj.owner = row.owner;
+    obj.shared_with = row.shared;
+    let mut pending = None;
+    if let Some(sealed) = row.sealed {
+        match inner.master_key.clone() {
+            Some(mk) => merge_sealed(cluster_id, &mut obj, &mk, &sealed)?,
+            None => pending = Some(sealed),
+        }
+    }
+    let entry = inner.objects.upsert(obj, None);
+    match pending {
+        Some(p) => inner.pending_sealed.insert(entry.handle, p),
+        None => inner.pending_sealed.remove(&entry.handle),
+    };
+    inner.replicas.insert(entry.handle, row.replicas);
+    Ok(())
+}
+
+/// Unseals objects loaded before login, now that the master key is known.
+pub fn unseal_pending(cluster_id: i64, inner: &mut ClusterInner) {
+    let Some(mk) = inner.master_key.clone() else {
+        return;
+    };
+    let pending: Vec<(CK_OBJECT_HANDLE, Vec<u8>)> = inner.pending_sealed.drain().collect();
+    for (handle, sealed) in pending {
+        let Some(entry) = inner.objects.get(handle) else {
+            continue;
+        };
+        let mut obj = entry.object.duplicate(entry.object.uid.clone());
+        match merge_sealed(cluster_id, &mut obj, &mk, &sealed) {
+            Ok(()) => {
+                inner.objects.replace(handle, obj);
+            }
+            Err(e) => {
+                crate::log_warn!(
+                    "cluster {cluster_id}: object {} cannot be unsealed: {e}",
+                    entry.object.uid
+                );
+                inner.pending_sealed.insert(handle, sealed);
+            }
+        }
+    }
+}
+
+/// Whether the current login may see an object.
+pub fn visible(login: &LoginState, obj: &Object) -> bool {
+    if !obj.is_private() {
+        return true;
+    }
+    match login {
+        LoginState::User(name) => {
+            obj.owner.as_ref().is_none_or(|o| o == name)
+                || obj.shared_with.iter().any(|s| s == name)
+        }
+        LoginState::SecurityOfficer(_) | LoginState::Public => false,
+    }
+}
+
+impl Cluster {
+    /// Looks up an object for `access` under the current login.
+    pub fn entry(&self, handle: CK_OBJECT_HANDLE, access: Access) -> Result<Arc<Entry>> {
+        let found = self.inner.read().objects.get(handle);
+        let entry = match found {
+            Some(e) => e,
+            None => {
+                // Perhaps another process made it; look once.
+                self.refresh()?;
+                self.inner
+                    .read()
+                    .objects
+                    .get(handle)
+                    .ok_or(Error::ObjectHandleInvalid(handle))?
+            }
+        };
+        let inner = self.inner.read();
+        if !visible(&inner.login, &entry.object) {
+            return Err(Error::ObjectHandleInvalid(handle));
+        }
+        if inner.pending_sealed.contains_key(&handle) && access != Access::Read {
+            return Err(Error::UserNotLoggedIn);
+        }
+        if access == Access::Own {
+            if let (LoginState::User(me), Some(owner)) = (&inner.login, &entry.object.owner) {
+                if me != owner {
+                    return Err(Error::ActionProhibited(format!(
+                        "only the owner {owner} may do this"
+                    )));
+                }
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Picks the instance that serves an operation with this object and counts it there.
+    /// Enforces CloudHSM's key availability check for token keys.
+    pub fn route_for(&self, entry: &Entry) -> Result<String> {
+        let mut inner = self.inner.write();
+        let turn = inner.round_robin;
+        inner.round_robin = inner.round_robin.wrapping_add(1);
+        let holders = inner.replicas.get(&entry.handle).cloned();
+        if let Some(h) = &holders {
+            if entry.session.is_none()
+                && self.config.key_availability_check
+                && h.len() < 2
+                && inner.hsms.len() > 1
+            {
+                return Err(Error::FunctionFailed(
+                    "key availability check: the key has fewer than 2 copies in the cluster (CloudHSM SDK 5)".into(),
+                ));
+            }
+        }
+        Ok(super::hsm::route(&inner.hsms, holders.as_deref(), turn)?
+            .id
+            .clone())
+    }
+
+    /// Picks an instance for an operation that uses no stored key.
+    pub fn route_any(&self) -> Result<String> {
+        let mut inner = self.inner.write();
+        let turn = inner.round_robin;
+        inner.round_robin = inner.round_robin.wrapping_add(1);
+        Ok(super::hsm::route(&inner.hsms, None, turn)?.id.clone())
+    }
+
+    fn current_user(&self) -> Option<String> {
+        match &self.inner.read().login {
+            LoginState::User(n) | LoginState::SecurityOfficer(n) => Some(n.clone()),
+            LoginState::Public => None,
+        }
+    }
+
+    /// Adds a new object: token objects are stored (sealed) and replicated to every serving
+    /// instance in one transaction; session objects live on the session's instance.
+    pub fn insert_object(
+        &self,
+        mut obj: Object,
+        session: CK_SESSION_HANDLE,
+        session_hsm: &str,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let login = self.login_state();
+        if obj.is_private() && !matches!(login, LoginState::User(_)) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        if let LoginState::User(me) = &login {
+            obj.owner = Some(me.clone());
+        }
+        if !obj.is_token() {
+            let mut inner = self.inner.write();
+            let entry = inner.objects.upsert(obj, Some(session));
+            inner
+                .replicas
+                .insert(entry.handle, vec![session_hsm.to_string()]);
+            return Ok(entry.handle);
+        }
+        let replicas = self.serving_instances();
+        if replicas.is_empty() {
+            return Err(Error::DeviceError("no HSM instance is serving".into()));
+        }
+        let mk = self.inner.read().master_key.clone();
+        let row = to_row(self.id, &obj, mk.as_deref(), replicas.clone())?;
+        let user = self.current_user();
+        let uid = obj.uid.clone();
+        self.write(|tx| {
+            store::put_object(tx, self.id, &row)?;
+            let mut ev = audit::Event::new("CN_CREATE_OBJECT");
+            ev.user = user.as_deref();
+            ev.session = Some(session as u64);
+            ev.unique_id = Some(&uid);
+            ev.label = Some(obj.label());
+            audit::record(tx, self.id, &replicas, &ev)
+        })?;
+        self.inner
+            .read()
+            .objects
+            .handle_of(&uid)
+            .ok_or_else(|| Error::GeneralError("stored object vanished".into()))
+    }
+
+    /// Replaces an object by a changed version (C_SetAttributeValue, sharing).
+    pub fn update_object(&self, handle: CK_OBJECT_HANDLE, next: Object) -> Result<()> {
+        let (is_token, replicas) = {
+            let inner = self.inner.read();
+            let e = inner
+                .objects
+                .get(handle)
+                .ok_or(Error::ObjectHandleInvalid(handle))?;
+            (
+                e.object.is_token(),
+                inner.replicas.get(&handle).cloned().unwrap_or_default(),
+            )
+        };
+        if !is_token {
+            self.inner.write().objects.replace(handle, next);
+            return Ok(());
+        }
+        let mk = self.inner.read().master_key.clone();
+        let row = to_row(self.id, &next, mk.as_deref(), replicas.clone())?;
+        let user = self.current_user();
+        self.write(|tx| {
+            store::put_object(tx, self.id, &row)?;
+            let mut ev = audit::Event::new("CN_MODIFY_OBJECT");
+            ev.user = user.as_deref();
+            ev.handle = Some(handle as u64);
+            ev.unique_id = Some(&next.uid);
+            audit::record(tx, self.id, &replicas, &ev)
+        })
+    }
+
+    pub fn destroy_object(&self, handle: CK_OBJECT_HANDLE) -> Result<()> {
+        let entry = self
+            .inner
+            .read()
+            .objects
+            .get(handle)
+            .ok_or(Error::ObjectHandleInvalid(handle))?;
+        if !entry.object.is_token() {
+            let mut inner = self.inner.write();
+            inner.objects.remove(handle);
+            inner.replicas.remove(&handle);
+            return Ok(());
+        }
+        let instances = self.serving_instances();
+        let user = self.current_user();
+        self.write(|tx| {
+            store::delete_object(tx, self.id, &entry.object.uid)?;
+            let mut ev = audit::Event::new("CN_DESTROY_OBJECT");
+            ev.user = user.as_deref();
+            ev.handle = Some(handle as u64);
+            ev.unique_id = Some(&entry.object.uid);
+            ev.label = Some(entry.object.label());
+            audit::record(tx, self.id, &instances, &ev)
+        })
+    }
+
+    /// Handles of visible objects matching a template (label-indexed when possible).
+    pub fn find(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        self.refresh()?;
+        let inner = self.inner.read();
+        let label = crate::object::template_get(template, CKA_LABEL);
+        Ok(inner
+            .objects
+            .candidates(label)
+            .into_iter()
+            .filter(|e| visible(&inner.login, &e.object) && e.object.matches(template))
+            .map(|e| e.handle)
+            .collect())
+    }
+
+    /// Drops the session objects of a closed session.
+    pub fn drop_session_objects(&self, session: CK_SESSION_HANDLE) {
+        let mut inner = self.inner.write();
+        for h in inner.objects.remove_session_objects(session) {
+            inner.replicas.remove(&h);
+        }
+    }
+
+    /// Which instances hold an object.
+    pub fn replicas_of(&self, handle: CK_OBJECT_HANDLE) -> Vec<String> {
+        self.inner
+            .read()
+            .replicas
+            .get(&handle)
+            .cloned()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,175 @@
+//! The per-process object index: handles (per process, from a counter, never reused),
+//! the CKA_UNIQUE_ID map, and a label index so C_FindObjects does not scan.
+
+use super::Object;
+use cryptoki_sys::*;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// An object as this process holds it.
+pub struct Entry {
+    pub handle: CK_OBJECT_HANDLE,
+    pub object: Object,
+    /// The session that owns a session object; None for token objects.
+    pub session: Option<CK_SESSION_HANDLE>,
+    /// Parsed key material, built on first use and kept (type known to the mechanism layer).
+    pub key_cache: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Entry {
+    pub fn new(
+        handle: CK_OBJECT_HANDLE,
+        object: Object,
+        session: Option<CK_SESSION_HANDLE>,
+    ) -> Self {
+        Entry {
+            handle,
+            object,
+            session,
+            key_cache: OnceLock::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ObjectIndex {
+    by_handle: HashMap<CK_OBJECT_HANDLE, Arc<Entry>>,
+    by_uid: HashMap<String, CK_OBJECT_HANDLE>,
+    by_label: HashMap<Vec<u8>, Vec<CK_OBJECT_HANDLE>>,
+    next_handle: CK_OBJECT_HANDLE,
+}
+
+impl ObjectIndex {
+    pub fn new() -> Self {
+        ObjectIndex {
+            next_handle: 1,
+            ..Default::default()
+        }
+    }
+
+    pub fn get(&self, handle: CK_OBJECT_HANDLE) -> Option<Arc<Entry>> {
+        self.by_handle.get(&handle).cloned()
+    }
+
+    pub fn handle_of(&self, uid: &str) -> Option<CK_OBJECT_HANDLE> {
+        self.by_uid.get(uid).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_handle.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_handle.is_empty()
+    }
+
+    /// Inserts a new object or a new version of a known one (same uid keeps its handle).
+    pub fn upsert(&mut self, object: Object, session: Option<CK_SESSION_HANDLE>) -> Arc<Entry> {
+        let handle = match self.by_uid.get(&object.uid) {
+            Some(h) => {
+                let h = *h;
+                self.unlink_label(h);
+                h
+            }
+            None => {
+                let h = self.next_handle;
+                self.next_handle += 1;
+                h
+            }
+        };
+        self.by_uid.insert(object.uid.clone(), handle);
+        self.by_label
+            .entry(object.label().to_vec())
+            .or_default()
+            .push(handle);
+        let entry = Arc::new(Entry::new(handle, object, session));
+        self.by_handle.insert(handle, entry.clone());
+        entry
+    }
+
+    /// Replaces the object behind `handle` by a new version with another uid (session
+    /// objects get a new uid per version; token objects keep theirs).
+    pub fn replace(&mut self, handle: CK_OBJECT_HANDLE, object: Object) -> Option<Arc<Entry>> {
+        let old = self.by_handle.get(&handle)?.clone();
+        self.unlink_label(handle);
+        self.by_uid.remove(&old.object.uid);
+        self.by_uid.insert(object.uid.clone(), handle);
+        self.by_label
+            .entry(object.label().to_vec())
+            .or_default()
+            .push(handle);
+        let entry = Arc::new(Entry::new(handle, object, old.session));
+        self.by_handle.insert(handle, entry.clone());
+        Some(entry)
+    }
+
+    pub fn remove(&mut self, handle: CK_OBJECT_HANDLE) -> Option<Arc<Entry>> {
+        let entry = self.by_handle.get(&handle)?.clone();
+        self.unlink_label(handle);
+        self.by_handle.remove(&handle);
+        self.by_uid.remove(&entry.object.uid);
+        Some(entry)
+    }
+
+    pub fn remove_uid(&mut self, uid: &str) -> Option<Arc<Entry>> {
+        let h = self.handle_of(uid)?;
+        self.remove(h)
+    }
+
+    fn unlink_label(&mut self, handle: CK_OBJECT_HANDLE) {
+        if let Some(e) = self.by_handle.get(&handle) {
+            let label = e.object.label();
+            if let Some(list) = self.by_label.get_mut(label) {
+                list.retain(|h| *h != handle);
+                if list.is_empty() {
+                    self.by_label.remove(label);
+                }
+            }
+        }
+    }
+
+    /// Candidate entries for a search: the label bucket when the template names a label.
+    pub fn candidates(&self, label: Option<&[u8]>) -> Vec<Arc<Entry>> {
+        match label {
+            Some(l) => self
+                .by_label
+                .get(l)
+                .map(|hs| {
+                    hs.iter()
+                        .filter_map(|h| self.by_handle.get(h).cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => {
+                let mut all: Vec<Arc<Entry>> = self.by_handle.values().cloned().collect();
+                all.sort_by_key(|e| e.handle);
+                all
+            }
+        }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.by_handle.values()
+    }
+
+    /// Removes every object of a session (session close) and returns their handles.
+    pub fn remove_session_objects(&mut self, session: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
+        let handles: Vec<_> = self
+            .by_handle
+            .values()
+            .filter(|e| e.session == Some(session))
+            .map(|e| e.handle)
+            .collect();
+        for h in &handles {
+            self.remove(*h);
+        }
+        handles
+    }
+
+    pub fn clear(&mut self) {
+        self.by_handle.clear();
+        self.by_uid.clear();
+        self.by_label.clear();
+    }
+}

@@ -1,0 +1,531 @@
+//! The object model: an immutable attribute set per object (changes make a new version),
+//! template validation over the rules in [`schema`], and the per-process index.
+
+pub mod index;
+pub mod schema;
+
+use crate::error::{Error, Result};
+use crate::secure_mem::SecretBytes;
+use cryptoki_sys::*;
+use schema::{rule, Default as AttrDefault, Kind};
+use std::collections::BTreeMap;
+
+/// An attribute template as received from the caller (type, raw value bytes).
+pub type Template = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
+
+/// How an object comes to exist; selects which template rules apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Create,
+    Generate(CK_MECHANISM_TYPE),
+    Unwrap,
+    Derive,
+}
+
+/// Who is asking, for rules that depend on the role (CKA_TRUSTED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    SecurityOfficer,
+    User,
+    Public,
+}
+
+/// Token-wide defaults that differ by profile.
+#[derive(Clone, Copy, Debug)]
+pub struct ProfileDefaults {
+    pub extractable: bool,
+    pub secret_sensitive: bool,
+}
+
+pub fn bool_bytes(b: bool) -> Vec<u8> {
+    vec![if b { CK_TRUE } else { CK_FALSE }]
+}
+
+pub fn ulong_bytes(v: CK_ULONG) -> Vec<u8> {
+    v.to_ne_bytes().to_vec()
+}
+
+pub fn bytes_to_ulong(v: &[u8]) -> Option<CK_ULONG> {
+    Some(CK_ULONG::from_ne_bytes(v.try_into().ok()?))
+}
+
+pub fn template_get<'a>(
+    t: &'a [(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    ty: CK_ATTRIBUTE_TYPE,
+) -> Option<&'a [u8]> {
+    t.iter()
+        .rev()
+        .find(|(k, _)| *k == ty)
+        .map(|(_, v)| v.as_slice())
+}
+
+pub fn template_ulong(
+    t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    ty: CK_ATTRIBUTE_TYPE,
+) -> Result<Option<CK_ULONG>> {
+    match template_get(t, ty) {
+        None => Ok(None),
+        Some(v) => bytes_to_ulong(v)
+            .map(Some)
+            .ok_or(Error::AttributeValueInvalid(ty)),
+    }
+}
+
+pub fn template_bool(
+    t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    ty: CK_ATTRIBUTE_TYPE,
+) -> Result<Option<bool>> {
+    match template_get(t, ty) {
+        None => Ok(None),
+        Some([b]) => Ok(Some(*b != CK_FALSE)),
+        Some(_) => Err(Error::AttributeValueInvalid(ty)),
+    }
+}
+
+/// One object: public attributes in the clear, secret-valued ones in `SecretBytes`.
+pub struct Object {
+    pub uid: String,
+    pub class: CK_OBJECT_CLASS,
+    pub key_type: Option<CK_KEY_TYPE>,
+    pub attrs: BTreeMap<CK_ATTRIBUTE_TYPE, Vec<u8>>,
+    pub secrets: BTreeMap<CK_ATTRIBUTE_TYPE, SecretBytes>,
+    /// The Crypto User that owns the object (None for objects made before any login).
+    pub owner: Option<String>,
+    /// Other Crypto Users the owner shared this key with.
+    pub shared_with: Vec<String>,
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Object")
+            .field("uid", &self.uid)
+            .field("class", &self.class)
+            .field("key_type", &self.key_type)
+            .field("secret_attrs", &self.secrets.len())
+            .finish()
+    }
+}
+
+/// What `C_GetAttributeValue` may reveal for one attribute.
+pub enum Reveal<'a> {
+    Value(&'a [u8]),
+    Sensitive,
+    Invalid,
+}
+
+impl Object {
+    pub fn bool_attr(&self, ty: CK_ATTRIBUTE_TYPE) -> bool {
+        matches!(self.attrs.get(&ty).map(Vec::as_slice), Some([b]) if *b != CK_FALSE)
+    }
+
+    pub fn ulong_attr(&self, ty: CK_ATTRIBUTE_TYPE) -> Option<CK_ULONG> {
+        self.attrs.get(&ty).and_then(|v| bytes_to_ulong(v))
+    }
+
+    pub fn attr(&self, ty: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
+        self.attrs.get(&ty).map(Vec::as_slice)
+    }
+
+    pub fn secret(&self, ty: CK_ATTRIBUTE_TYPE) -> Option<&SecretBytes> {
+        self.secrets.get(&ty)
+    }
+
+    pub fn is_token(&self) -> bool {
+        self.bool_attr(CKA_TOKEN)
+    }
+
+    pub fn is_private(&self) -> bool {
+        self.bool_attr(CKA_PRIVATE)
+    }
+
+    pub fn label(&self) -> &[u8] {
+        self.attr(CKA_LABEL).unwrap_or(&[])
+    }
+
+    /// Whether secret attributes may be read out (not sensitive and extractable).
+    pub fn secrets_readable(&self) -> bool {
+        !self.bool_attr(CKA_SENSITIVE)
+            && (self.class == CKO_DATA
+                || self.bool_attr(CKA_EXTRACTABLE)
+                || !self.attrs.contains_key(&CKA_EXTRACTABLE))
+    }
+
+    /// C_GetAttributeValue's view of one attribute (PKCS#11 v2.40 §5.7).
+    pub fn reveal(&self, ty: CK_ATTRIBUTE_TYPE) -> Reveal<'_> {
+        if let Some(v) = self.attrs.get(&ty) {
+            return Reveal::Value(v);
+        }
+        if let Some(s) = self.secrets.get(&ty) {
+            return if self.secrets_readable() {
+                Reveal::Value(s.expose())
+            } else {
+                Reveal::Sensitive
+            };
+        }
+        Reveal::Invalid
+    }
+
+    /// An approximate size in bytes (C_GetObjectSize).
+    pub fn size(&self) -> usize {
+        let a: usize = self.attrs.values().map(|v| v.len() + 16).sum();
+        let s: usize = self.secrets.values().map(|v| v.len() + 16).sum();
+        a + s + self.uid.len()
+    }
+
+    /// A copy with a new identity, for C_CopyObject and for new versions.
+    pub fn duplicate(&self, uid: String) -> Object {
+        let mut attrs = self.attrs.clone();
+        attrs.insert(CKA_UNIQUE_ID, uid.as_bytes().to_vec());
+        Object {
+            uid,
+            class: self.class,
+            key_type: self.key_type,
+            attrs,
+            secrets: self
+                .secrets
+                .iter()
+                .map(|(k, v)| (*k, v.duplicate()))
+                .collect(),
+            owner: self.owner.clone(),
+            shared_with: self.shared_with.clone(),
+        }
+    }
+
+    /// Whether this object matches every attribute in a search template.
+    pub fn matches(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> bool {
+        template.iter().all(|(ty, want)| match self.attrs.get(ty) {
+            Some(have) => have == want,
+            None => match self.secrets.get(ty) {
+                // Searching on a secret value would be an oracle; only readable values match.
+                Some(s) => self.secrets_readable() && s.expose() == want.as_slice(),
+                None => false,
+            },
+        })
+    }
+}
+
+/// Validates a creation template and builds the object with defaults applied.
+/// Key-type specific consistency (modulus vs exponent, curve points) is the mechanism
+/// layer's job; this checks the attribute rules only.
+pub fn build_object(
+    template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    origin: Origin,
+    actor: Actor,
+    defaults: ProfileDefaults,
+    uid: String,
+) -> Result<Object> {
+    let class = template_ulong(template, CKA_CLASS)?.ok_or(Error::TemplateIncomplete(CKA_CLASS))?;
+    if schema::class_scope(class).is_none() {
+        return Err(Error::AttributeValueInvalid(CKA_CLASS));
+    }
+    let key_type = if matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+        let kt = template_ulong(template, CKA_KEY_TYPE)?
+            .ok_or(Error::TemplateIncomplete(CKA_KEY_TYPE))?;
+        if schema::key_type_bit(kt).is_none() {
+            return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE));
+        }
+        if !schema::key_type_fits_class(class, kt) {
+            return Err(Error::TemplateInconsistent(format!(
+                "key type 0x{kt:x} does not fit class 0x{class:x}"
+            )));
+        }
+        Some(kt)
+    } else {
+        None
+    };
+    if class == CKO_CERTIFICATE {
+        let ct = template_ulong(template, CKA_CERTIFICATE_TYPE)?
+            .ok_or(Error::TemplateIncomplete(CKA_CERTIFICATE_TYPE))?;
+        if ct != CKC_X_509 {
+            return Err(Error::AttributeValueInvalid(CKA_CERTIFICATE_TYPE));
+        }
+    }
+
+    let mut attrs = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    for (ty, value) in template {
+        let spec =
+            schema::spec_for(*ty, class, key_type).ok_or(Error::AttributeTypeInvalid(*ty))?;
+        if !schema::value_shape_ok(spec.kind, value) {
+            return Err(Error::AttributeValueInvalid(*ty));
+        }
+        let forbidden = match origin {
+            Origin::Create => spec.rules & rule::FORBIDDEN_ON_CREATE != 0,
+            Origin::Generate(_) => spec.rules & rule::FORBIDDEN_ON_GENERATE != 0,
+            Origin::Unwrap | Origin::Derive => spec.rules & rule::FORBIDDEN_ON_UNWRAP != 0,
+        };
+        // CKA_VALUE_LEN is allowed on unwrap/derive of generic/AES keys (it sizes the result).
+        let value_len_ok = *ty == CKA_VALUE_LEN
+            && matches!(
+                origin,
+                Origin::Unwrap | Origin::Derive | Origin::Generate(_)
+            );
+        if forbidden && !value_len_ok {
+            return Err(Error::TemplateInconsistent(format!(
+                "attribute 0x{ty:x} may not be given here"
+            )));
+        }
+        if spec.rules & rule::SO_ONLY != 0 && value == &[CK_TRUE] && actor != Actor::SecurityOfficer
+        {
+            return Err(Error::AttributeReadOnly(*ty));
+        }
+        if spec.rules & rule::SENSITIVE_VALUE != 0 {
+            secrets.insert(*ty, SecretBytes::from_slice(value));
+        } else {
+            attrs.insert(*ty, value.clone());
+        }
+    }
+    if !matches!(origin, Origin::Create) {
+        // Generation and unwrapping supply key material themselves; the caller's
+        // template only lists attributes.
+    } else {
+        for spec in schema::specs_for(class, key_type) {
+            if spec.rules & rule::REQUIRED_ON_CREATE != 0
+                && !attrs.contains_key(&spec.ty)
+                && !secrets.contains_key(&spec.ty)
+            {
+                return Err(Error::TemplateIncomplete(spec.ty));
+            }
+        }
+    }
+    if let Origin::Generate(_) = origin {
+        for spec in schema::specs_for(class, key_type) {
+            if spec.rules & rule::REQUIRED_ON_GENERATE != 0 && !attrs.contains_key(&spec.ty) {
+                return Err(Error::TemplateIncomplete(spec.ty));
+            }
+        }
+    }
+
+    // Defaults for what the template left out.
+    for spec in schema::specs_for(class, key_type) {
+        if attrs.contains_key(&spec.ty) || secrets.contains_key(&spec.ty) {
+            continue;
+        }
+        let value = match (spec.ty, spec.default) {
+            (CKA_PRIVATE, _) => Some(bool_bytes(matches!(
+                class,
+                CKO_PRIVATE_KEY | CKO_SECRET_KEY
+            ))),
+            (CKA_EXTRACTABLE, _) => Some(bool_bytes(defaults.extractable)),
+            (CKA_SENSITIVE, AttrDefault::None) => Some(bool_bytes(defaults.secret_sensitive)),
+            (_, AttrDefault::Bool(b)) => Some(bool_bytes(b)),
+            (_, AttrDefault::Ulong(u)) => Some(ulong_bytes(u)),
+            (_, AttrDefault::Empty) => Some(Vec::new()),
+            (_, AttrDefault::None) => None,
+        };
+        if let Some(v) = value {
+            if spec.kind == Kind::Bool
+                || spec.kind == Kind::Ulong
+                || spec.rules & rule::SENSITIVE_VALUE == 0
+            {
+                attrs.insert(spec.ty, v);
+            }
+        }
+    }
+
+    let local = matches!(origin, Origin::Generate(_));
+    attrs.insert(CKA_UNIQUE_ID, uid.as_bytes().to_vec());
+    if key_type.is_some() {
+        attrs.insert(CKA_LOCAL, bool_bytes(local));
+        if let Origin::Generate(mech) = origin {
+            attrs.insert(CKA_KEY_GEN_MECHANISM, ulong_bytes(mech));
+        }
+    }
+    if matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+        let sensitive =
+            matches!(attrs.get(&CKA_SENSITIVE).map(Vec::as_slice), Some([b]) if *b != 0);
+        let extractable =
+            matches!(attrs.get(&CKA_EXTRACTABLE).map(Vec::as_slice), Some([b]) if *b != 0);
+        // Keys that arrived from outside were known in the clear at some point.
+        let born_here = local;
+        attrs.insert(CKA_ALWAYS_SENSITIVE, bool_bytes(born_here && sensitive));
+        attrs.insert(CKA_NEVER_EXTRACTABLE, bool_bytes(born_here && !extractable));
+    }
+    Ok(Object {
+        uid,
+        class,
+        key_type,
+        attrs,
+        secrets,
+        owner: None,
+        shared_with: Vec::new(),
+    })
+}
+
+/// Applies C_SetAttributeValue / C_CopyObject changes to a copy of `obj`, enforcing the
+/// one-way and read-only rules. The caller has already checked CKA_MODIFIABLE (for set).
+pub fn apply_changes(
+    obj: &Object,
+    changes: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    actor: Actor,
+    copying: bool,
+    new_uid: String,
+) -> Result<Object> {
+    let mut next = obj.duplicate(new_uid);
+    for (ty, value) in changes {
+        let spec = schema::spec_for(*ty, obj.class, obj.key_type)
+            .ok_or(Error::AttributeTypeInvalid(*ty))?;
+        if !schema::value_shape_ok(spec.kind, value) {
+            return Err(Error::AttributeValueInvalid(*ty));
+        }
+        let current = obj.attrs.get(ty);
+        let unchanged = current.is_some_and(|c| c == value);
+        // CKA_TOKEN, CKA_PRIVATE and CKA_MODIFIABLE may change only while copying.
+        let copy_only = matches!(*ty, CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE);
+        let modifiable = spec.rules & rule::MODIFIABLE != 0 || (copying && copy_only);
+        if !modifiable && !unchanged {
+            return Err(Error::AttributeReadOnly(*ty));
+        }
+        let to_true = value.as_slice() == [CK_TRUE];
+        let was_true = matches!(current.map(Vec::as_slice), Some([b]) if *b != 0);
+        if spec.rules & rule::ONLY_TO_TRUE != 0 && was_true && !to_true {
+            return Err(Error::AttributeReadOnly(*ty));
+        }
+        if spec.rules & rule::ONLY_TO_FALSE != 0 && !was_true && to_true {
+            return Err(Error::AttributeReadOnly(*ty));
+        }
+        if spec.rules & rule::SO_ONLY != 0 && to_true && actor != Actor::SecurityOfficer {
+            return Err(Error::AttributeReadOnly(*ty));
+        }
+        if spec.rules & rule::SENSITIVE_VALUE != 0 {
+            next.secrets.insert(*ty, SecretBytes::from_slice(value));
+        } else {
+            next.attrs.insert(*ty, value.clone());
+        }
+    }
+    // Bookkeeping that follows from the new values (PKCS#11 v2.40 §4.9 / §4.10).
+    if matches!(obj.class, CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+        if !next.bool_attr(CKA_SENSITIVE) {
+            next.attrs.insert(CKA_ALWAYS_SENSITIVE, bool_bytes(false));
+        }
+        if next.bool_attr(CKA_EXTRACTABLE) {
+            next.attrs.insert(CKA_NEVER_EXTRACTABLE, bool_bytes(false));
+        }
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ProfileDefaults {
+        ProfileDefaults {
+            extractable: false,
+            secret_sensitive: false,
+        }
+    }
+
+    fn aes_template() -> Template {
+        vec![
+            (CKA_CLASS, ulong_bytes(CKO_SECRET_KEY)),
+            (CKA_KEY_TYPE, ulong_bytes(CKK_AES)),
+            (CKA_VALUE, vec![7u8; 32]),
+            (CKA_SENSITIVE, bool_bytes(true)),
+        ]
+    }
+
+    #[test]
+    fn create_applies_defaults_and_keeps_value_secret() {
+        let o = build_object(
+            &aes_template(),
+            Origin::Create,
+            Actor::User,
+            defaults(),
+            "u1".into(),
+        )
+        .unwrap();
+        assert!(o.bool_attr(CKA_ENCRYPT));
+        assert!(o.bool_attr(CKA_PRIVATE));
+        assert!(!o.bool_attr(CKA_LOCAL));
+        assert!(!o.bool_attr(CKA_ALWAYS_SENSITIVE));
+        assert!(o.attrs.get(&CKA_VALUE).is_none());
+        assert!(matches!(o.reveal(CKA_VALUE), Reveal::Sensitive));
+        assert!(matches!(o.reveal(CKA_MODULUS), Reveal::Invalid));
+    }
+
+    #[test]
+    fn missing_value_is_incomplete() {
+        let mut t = aes_template();
+        t.retain(|(k, _)| *k != CKA_VALUE);
+        let e = build_object(&t, Origin::Create, Actor::User, defaults(), "u".into()).unwrap_err();
+        assert_eq!(e, Error::TemplateIncomplete(CKA_VALUE));
+    }
+
+    #[test]
+    fn wrong_attribute_for_class_is_type_invalid() {
+        let mut t = aes_template();
+        t.push((CKA_MODULUS, vec![1, 2, 3]));
+        let e = build_object(&t, Origin::Create, Actor::User, defaults(), "u".into()).unwrap_err();
+        assert_eq!(e, Error::AttributeTypeInvalid(CKA_MODULUS));
+    }
+
+    #[test]
+    fn sensitive_cannot_go_back_and_extractable_cannot_come_back() {
+        let mut t = aes_template();
+        t.push((CKA_EXTRACTABLE, bool_bytes(false)));
+        let o = build_object(&t, Origin::Create, Actor::User, defaults(), "u".into()).unwrap();
+        let e = apply_changes(
+            &o,
+            &[(CKA_SENSITIVE, bool_bytes(false))],
+            Actor::User,
+            false,
+            "v".into(),
+        )
+        .unwrap_err();
+        assert_eq!(e, Error::AttributeReadOnly(CKA_SENSITIVE));
+        let e = apply_changes(
+            &o,
+            &[(CKA_EXTRACTABLE, bool_bytes(true))],
+            Actor::User,
+            false,
+            "v".into(),
+        )
+        .unwrap_err();
+        assert_eq!(e, Error::AttributeReadOnly(CKA_EXTRACTABLE));
+        let ok = apply_changes(
+            &o,
+            &[(CKA_LABEL, b"x".to_vec())],
+            Actor::User,
+            false,
+            "v".into(),
+        )
+        .unwrap();
+        assert_eq!(ok.label(), b"x");
+    }
+
+    #[test]
+    fn trusted_needs_the_so() {
+        let t = vec![
+            (CKA_CLASS, ulong_bytes(CKO_SECRET_KEY)),
+            (CKA_KEY_TYPE, ulong_bytes(CKK_AES)),
+            (CKA_VALUE, vec![1u8; 16]),
+            (CKA_TRUSTED, bool_bytes(true)),
+        ];
+        assert_eq!(
+            build_object(&t, Origin::Create, Actor::User, defaults(), "u".into()).unwrap_err(),
+            Error::AttributeReadOnly(CKA_TRUSTED)
+        );
+        assert!(build_object(
+            &t,
+            Origin::Create,
+            Actor::SecurityOfficer,
+            defaults(),
+            "u".into()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn generate_forbids_value() {
+        let e = build_object(
+            &aes_template(),
+            Origin::Generate(CKM_AES_KEY_GEN),
+            Actor::User,
+            defaults(),
+            "u".into(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::TemplateInconsistent(_)));
+    }
+}

@@ -1,0 +1,164 @@
+//! Sessions: their handle, cluster, R/O or R/W, the instance they are attached to, and
+//! the operation state (one active operation per kind, PKCS#11 v2.40 §5.6).
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::mechanism::{CipherOp, VerifyOp};
+use crate::secure_mem::SecretBytes;
+use cryptoki_sys::*;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The kinds of operation a session can have active at once (one of each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Encrypt,
+    Decrypt,
+    Digest,
+    Sign,
+    SignRecover,
+    VerifyRecover,
+}
+
+/// An active operation and the output computed for a length-query re-call.
+pub struct ActiveOp {
+    pub op: Box<dyn CipherOp>,
+    /// Output computed once and kept until the caller's buffer is large enough
+    /// (randomized signatures and decryptions are never computed twice).
+    pub cached: Option<SecretBytes>,
+    /// Set once C_*Update was called: the single-part call is then not allowed.
+    pub multipart: bool,
+}
+
+pub struct ActiveVerify {
+    pub op: Box<dyn VerifyOp>,
+    pub multipart: bool,
+}
+
+/// An active C_FindObjects search: the result list and how far the caller read.
+pub struct FindCursor {
+    pub handles: Vec<CK_OBJECT_HANDLE>,
+    pub position: usize,
+}
+
+#[derive(Default)]
+pub struct Operations {
+    pub encrypt: Option<ActiveOp>,
+    pub decrypt: Option<ActiveOp>,
+    pub digest: Option<ActiveOp>,
+    pub sign: Option<ActiveOp>,
+    pub sign_recover: Option<ActiveOp>,
+    pub verify_recover: Option<ActiveOp>,
+    pub verify: Option<ActiveVerify>,
+    pub find: Option<FindCursor>,
+}
+
+impl Operations {
+    pub fn slot(&mut self, kind: OpKind) -> &mut Option<ActiveOp> {
+        match kind {
+            OpKind::Encrypt => &mut self.encrypt,
+            OpKind::Decrypt => &mut self.decrypt,
+            OpKind::Digest => &mut self.digest,
+            OpKind::Sign => &mut self.sign,
+            OpKind::SignRecover => &mut self.sign_recover,
+            OpKind::VerifyRecover => &mut self.verify_recover,
+        }
+    }
+
+    pub fn any_active(&self) -> bool {
+        self.encrypt.is_some()
+            || self.decrypt.is_some()
+            || self.digest.is_some()
+            || self.sign.is_some()
+            || self.sign_recover.is_some()
+            || self.verify_recover.is_some()
+            || self.verify.is_some()
+            || self.find.is_some()
+    }
+
+    /// C_SessionCancel: drops the operations selected by CKF_* flags.
+    pub fn cancel(&mut self, flags: CK_FLAGS) {
+        if flags & CKF_ENCRYPT != 0 {
+            self.encrypt = None;
+        }
+        if flags & CKF_DECRYPT != 0 {
+            self.decrypt = None;
+        }
+        if flags & CKF_DIGEST != 0 {
+            self.digest = None;
+        }
+        if flags & CKF_SIGN != 0 {
+            self.sign = None;
+        }
+        if flags & CKF_SIGN_RECOVER != 0 {
+            self.sign_recover = None;
+        }
+        if flags & CKF_VERIFY != 0 {
+            self.verify = None;
+        }
+        if flags & CKF_VERIFY_RECOVER != 0 {
+            self.verify_recover = None;
+        }
+        if flags & CKF_FIND_OBJECTS != 0 {
+            self.find = None;
+        }
+    }
+}
+
+pub struct Session {
+    pub handle: CK_SESSION_HANDLE,
+    pub cluster: Arc<Cluster>,
+    pub read_write: bool,
+    /// The HSM instance this session is attached to (its session objects live there).
+    pub hsm: String,
+    pub ops: Mutex<Operations>,
+    /// Set by a successful CKU_CONTEXT_SPECIFIC login, consumed by the next operation.
+    pub context_authenticated: AtomicBool,
+}
+
+impl Session {
+    pub fn new(
+        handle: CK_SESSION_HANDLE,
+        cluster: Arc<Cluster>,
+        read_write: bool,
+        hsm: String,
+    ) -> Session {
+        Session {
+            handle,
+            cluster,
+            read_write,
+            hsm,
+            ops: Mutex::new(Operations::default()),
+            context_authenticated: AtomicBool::new(false),
+        }
+    }
+
+    pub fn slot_id(&self) -> CK_SLOT_ID {
+        self.cluster.slot_id()
+    }
+
+    /// The session state of PKCS#11 v2.40 §5.6.1 (derived from the application's login).
+    pub fn state(&self) -> CK_STATE {
+        use crate::cluster::LoginState::*;
+        match (self.cluster.login_state(), self.read_write) {
+            (Public, false) => CKS_RO_PUBLIC_SESSION,
+            (Public, true) => CKS_RW_PUBLIC_SESSION,
+            (User(_), false) => CKS_RO_USER_FUNCTIONS,
+            (User(_), true) => CKS_RW_USER_FUNCTIONS,
+            (SecurityOfficer(_), _) => CKS_RW_SO_FUNCTIONS,
+        }
+    }
+
+    pub fn require_rw(&self) -> Result<()> {
+        if self.read_write {
+            Ok(())
+        } else {
+            Err(Error::SessionReadOnly)
+        }
+    }
+
+    pub fn take_context_auth(&self) -> bool {
+        self.context_authenticated.swap(false, Ordering::AcqRel)
+    }
+}
