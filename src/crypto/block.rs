@@ -449,6 +449,18 @@ impl CipherStream {
         dir: Direction,
         input: &[u8],
     ) -> CryptoResult<Vec<u8>> {
+        if let Mode::Ecb = mode {
+            // Fast path without stream state: a one-block ECB call is ~20 ns of AES.
+            if input.len() % cipher.block_size() != 0 {
+                return Err(match dir {
+                    Direction::Encrypt => CryptoError::DataLen,
+                    Direction::Decrypt => CryptoError::EncryptedDataLen,
+                });
+            }
+            let mut out = input.to_vec();
+            cipher.ecb_in_place(dir == Direction::Encrypt, &mut out);
+            return Ok(out);
+        }
         let mut s = CipherStream::new(cipher, mode, dir)?;
         let n = s.update_len(input.len());
         let mut out = vec![0u8; n + s.final_len()];
@@ -957,7 +969,7 @@ mod tests {
         let n1 = s.update(&[2u8; 28], &mut o1).expect("update");
         let n2 = t.update(&[2u8; 28], &mut o2).expect("update");
         assert_eq!((n1, &o1[..]), (n2, &o2[..]));
-        assert_eq!(format!("{s:?}").contains("CbcPad"), true);
+        assert!(format!("{s:?}").contains("CbcPad"));
     }
 
     #[test]

@@ -4,8 +4,6 @@
 
 use std::sync::OnceLock;
 
-use zeroize::Zeroize;
-
 use super::lc;
 use super::{CryptoError, CryptoResult};
 use crate::secure_mem::SecretBytes;
@@ -87,10 +85,10 @@ impl GcmKey {
         if plaintext.len() as u64 > MAX_PLAINTEXT {
             return Err(CryptoError::DataLen);
         }
-        let mut out = vec![0u8; plaintext.len() + MAX_TAG];
-        if !self.full.seal(iv, aad, plaintext, &mut out) {
-            return Err(CryptoError::Internal("GCM seal"));
-        }
+        let mut out = self
+            .full
+            .seal(iv, aad, plaintext)
+            .ok_or(CryptoError::Internal("GCM seal"))?;
         out.truncate(plaintext.len() + tag_len);
         Ok(out)
     }
@@ -114,13 +112,8 @@ impl GcmKey {
             return Err(CryptoError::EncryptedDataLen);
         }
         let ctx = self.ctx_for(tag_len)?;
-        let mut out = vec![0u8; ct_len];
-        if ctx.open(iv, aad, ciphertext_and_tag, &mut out) {
-            Ok(out)
-        } else {
-            out.zeroize();
-            Err(CryptoError::EncryptedDataInvalid)
-        }
+        ctx.open(iv, aad, ciphertext_and_tag)
+            .ok_or(CryptoError::EncryptedDataInvalid)
     }
 }
 
@@ -300,6 +293,37 @@ mod tests {
             ));
         }
         assert!(!format!("{key:?}").contains("7, 7"));
+    }
+
+    /// The key-holding and streaming types can be shared and sent across threads, and
+    /// their `Debug` output shows no key bytes.
+    #[test]
+    fn types_are_send_sync_and_redacted() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<GcmKey>();
+        send_sync::<crate::crypto::block::BlockCipher>();
+        send_sync::<crate::crypto::block::CipherStream>();
+        send_sync::<crate::crypto::mac::Hmac>();
+        send_sync::<crate::crypto::mac::Cmac>();
+        send_sync::<crate::crypto::digest::Hasher>();
+        let key = [0xabu8; 32];
+        let shown = [
+            format!("{:?}", GcmKey::new(&key).expect("key")),
+            format!(
+                "{:?}",
+                crate::crypto::block::BlockCipher::aes(&key).expect("key")
+            ),
+            format!(
+                "{:?}",
+                crate::crypto::mac::Hmac::new(crate::crypto::digest::HashAlg::Sha256, &key)
+            ),
+        ];
+        for s in shown {
+            assert!(
+                !s.contains("171") && !s.to_lowercase().contains("abab"),
+                "{s}"
+            );
+        }
     }
 
     #[test]

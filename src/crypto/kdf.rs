@@ -88,7 +88,8 @@ mod tests {
     fn rfc5869_vectors() {
         let salt: Vec<u8> = (0..=0x0c).collect();
         let info: Vec<u8> = (0xf0..=0xf9).collect();
-        let cases: [(HashAlg, Vec<u8>, &[u8], &[u8], &str, &str); 3] = [
+        type Case<'a> = (HashAlg, Vec<u8>, &'a [u8], &'a [u8], &'a str, &'a str);
+        let cases: [Case; 3] = [
             (
                 HashAlg::Sha256,
                 vec![0x0b; 22],

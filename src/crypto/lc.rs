@@ -217,6 +217,40 @@ impl HmacCtx {
     }
 }
 
+/// One-shot HMAC into `out` (exactly the hash output size). AWS-LC keeps the context
+/// on its stack and cleanses it, saving the allocation of a streaming context.
+pub(crate) fn hmac_into(alg: HashAlg, key: &[u8], data: &[u8], out: &mut [u8]) {
+    static EMPTY: [u8; 1] = [0];
+    assert_eq!(out.len(), alg.output_len(), "HMAC output buffer size");
+    let key_ptr = if key.is_empty() {
+        EMPTY.as_ptr()
+    } else {
+        key.as_ptr()
+    };
+    let data_ptr = if data.is_empty() {
+        EMPTY.as_ptr()
+    } else {
+        data.as_ptr()
+    };
+    let mut written: c_uint = 0;
+    // SAFETY: key and data pointers are valid for their lengths (a static byte when
+    // empty); `out` has room for the hash output (asserted above); the EVP_MD is static.
+    let r = unsafe {
+        sys::HMAC(
+            evp_md(alg),
+            key_ptr.cast(),
+            key.len(),
+            data_ptr,
+            data.len(),
+            out.as_mut_ptr(),
+            &mut written,
+        )
+    };
+    if r.is_null() {
+        alloc_failed(512);
+    }
+}
+
 impl Clone for HmacCtx {
     fn clone(&self) -> HmacCtx {
         let out = HmacCtx::alloc();
@@ -557,21 +591,22 @@ impl GcmCtx {
         NonNull::new(raw).map(|ctx| GcmCtx { ctx, tag_len })
     }
 
-    /// Writes ciphertext || tag into `out` (`plaintext.len() + tag_len` bytes).
-    pub(crate) fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8], out: &mut [u8]) -> bool {
-        if out.len() != plaintext.len() + self.tag_len {
-            return false;
-        }
+    /// Returns ciphertext || tag (`plaintext.len() + tag_len` bytes), or `None` if
+    /// AWS-LC refuses (input too long).
+    pub(crate) fn seal(&self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Option<Vec<u8>> {
+        let max = plaintext.len().checked_add(self.tag_len)?;
+        // Written by AWS-LC before it is read: no need to zero-fill 4 KiB per call.
+        let mut out: Vec<u8> = Vec::with_capacity(max);
         let mut out_len = 0usize;
-        // SAFETY: all slices are valid for their lengths; `out` does not overlap the
-        // inputs (distinct Rust borrows) and has `out.len()` writable bytes; the context
-        // is initialised and seal only reads it.
+        // SAFETY: the inputs are valid for their lengths; `out` has `max` bytes of
+        // (uninitialised) capacity that AWS-LC only writes, never reads, and that cannot
+        // overlap the inputs; the context is initialised and seal only reads it.
         let ok = unsafe {
             sys::EVP_AEAD_CTX_seal(
                 self.ctx.as_ptr(),
                 out.as_mut_ptr(),
                 &mut out_len,
-                out.len(),
+                max,
                 nonce.as_ptr(),
                 nonce.len(),
                 plaintext.as_ptr(),
@@ -580,19 +615,21 @@ impl GcmCtx {
                 aad.len(),
             )
         };
-        if ok != 1 {
+        if ok != 1 || out_len != max {
             // SAFETY: no preconditions; clears this thread's AWS-LC error queue.
             unsafe { sys::ERR_clear_error() };
+            return None;
         }
-        ok == 1 && out_len == out.len()
+        // SAFETY: AWS-LC wrote exactly `max` bytes at the start of the buffer.
+        unsafe { out.set_len(max) };
+        Some(out)
     }
 
-    /// Verifies and decrypts `ciphertext || tag` into `out` (`input.len() - tag_len`
-    /// bytes). `false` on authentication failure.
-    pub(crate) fn open(&self, nonce: &[u8], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool {
-        if input.len() < self.tag_len || out.len() != input.len() - self.tag_len {
-            return false;
-        }
+    /// Verifies and decrypts `ciphertext || tag`; `None` on authentication failure (the
+    /// buffer AWS-LC may have written is wiped).
+    pub(crate) fn open(&self, nonce: &[u8], aad: &[u8], input: &[u8]) -> Option<Vec<u8>> {
+        let max = input.len().checked_sub(self.tag_len)?;
+        let mut out: Vec<u8> = Vec::with_capacity(max);
         let mut out_len = 0usize;
         // SAFETY: as in `seal`; `out` has room for the whole plaintext.
         let ok = unsafe {
@@ -600,7 +637,7 @@ impl GcmCtx {
                 self.ctx.as_ptr(),
                 out.as_mut_ptr(),
                 &mut out_len,
-                out.len(),
+                max,
                 nonce.as_ptr(),
                 nonce.len(),
                 input.as_ptr(),
@@ -609,11 +646,18 @@ impl GcmCtx {
                 aad.len(),
             )
         };
-        if ok != 1 {
-            // SAFETY: no preconditions; clears this thread's AWS-LC error queue.
-            unsafe { sys::ERR_clear_error() };
+        if ok != 1 || out_len != max {
+            // SAFETY: `out` owns `max` bytes of capacity, which may hold unauthenticated
+            // plaintext; wiping writes only within it. Then clear the error queue.
+            unsafe {
+                cleanse(out.as_mut_ptr().cast(), max);
+                sys::ERR_clear_error();
+            }
+            return None;
         }
-        ok == 1 && out_len == out.len()
+        // SAFETY: AWS-LC wrote exactly `max` bytes at the start of the buffer.
+        unsafe { out.set_len(max) };
+        Some(out)
     }
 }
 

@@ -61,9 +61,9 @@ impl std::fmt::Debug for Hmac {
 
 /// One-shot HMAC.
 pub fn hmac(alg: HashAlg, key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut h = Hmac::new(alg, key);
-    h.update(data);
-    h.finish()
+    let mut out = vec![0u8; alg.output_len()];
+    lc::hmac_into(alg, key, data, &mut out);
+    out
 }
 
 /// A running CMAC (NIST SP 800-38B) over a 16-byte (AES) or 8-byte (3DES) block cipher.
@@ -165,14 +165,14 @@ impl Cmac {
         let bs = self.bs;
         let mut last = [0u8; 16];
         if self.buf_len == bs {
-            for i in 0..bs {
-                last[i] = self.buf[i] ^ self.k1[i];
+            for ((l, b), k) in last.iter_mut().zip(&self.buf).zip(&self.k1).take(bs) {
+                *l = b ^ k;
             }
         } else {
             last[..self.buf_len].copy_from_slice(&self.buf[..self.buf_len]);
             last[self.buf_len] = 0x80;
-            for i in 0..bs {
-                last[i] ^= self.k2[i];
+            for (l, k) in last.iter_mut().zip(&self.k2).take(bs) {
+                *l ^= k;
             }
         }
         self.absorb_block(&last[..bs]);

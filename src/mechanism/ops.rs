@@ -110,6 +110,7 @@ pub fn check_key_allows(
     profile: Profile,
 ) -> Result<()> {
     if !registry::allows(profile, mech, flag) {
+        crate::log_debug!("mechanism 0x{mech:x} is not offered for operation flag 0x{flag:x}");
         return Err(Error::MechanismInvalid(mech));
     }
     if !entry.object.bool_attr(usage) {
@@ -123,6 +124,7 @@ pub fn check_key_allows(
                 .chunks_exact(std::mem::size_of::<CK_ULONG>())
                 .any(|c| c.try_into().map(CK_ULONG::from_ne_bytes).ok() == Some(mech));
             if !ok {
+                crate::log_debug!("mechanism 0x{mech:x} is not in the key's CKA_ALLOWED_MECHANISMS");
                 return Err(Error::MechanismInvalid(mech));
             }
         }
@@ -542,7 +544,7 @@ fn rsa_scheme(mech: &Mechanism) -> Result<RsaScheme> {
                 }
             }
         }
-        _ => return Err(Error::MechanismInvalid(mech.ty)),
+        _ => return Err(Error::KeyTypeInconsistent),
     })
 }
 
@@ -697,7 +699,7 @@ fn rsa_cipher(mech: &Mechanism) -> Result<RsaCipher> {
                 label: label.clone(),
             }
         }
-        _ => return Err(Error::MechanismInvalid(mech.ty)),
+        _ => return Err(Error::KeyTypeInconsistent),
     })
 }
 
@@ -883,7 +885,7 @@ fn ecdsa_hash(mech: CK_MECHANISM_TYPE) -> Result<Option<HashAlg>> {
         CKM_ECDSA => None,
         CKM_ECDSA_SHA1 | CKM_ECDSA_SHA224 | CKM_ECDSA_SHA256 | CKM_ECDSA_SHA384
         | CKM_ECDSA_SHA512 => Some(param_hash(mech)?),
-        _ => return Err(Error::MechanismInvalid(mech)),
+        _ => return Err(Error::KeyTypeInconsistent),
     })
 }
 
@@ -954,7 +956,7 @@ pub fn new_cipher_op(
                 let c = match mech.ty {
                     CKM_RSA_PKCS => RsaCipher::Pkcs1,
                     CKM_RSA_X_509 => RsaCipher::X509,
-                    _ => return Err(Error::MechanismInvalid(mech.ty)),
+                    _ => return Err(Error::KeyTypeInconsistent),
                 };
                 Ok(Box::new(RsaCryptOp::Recover(k.clone(), c)))
             }

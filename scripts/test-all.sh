@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, the cryptoki-driven tests in pkcs11-tests/, the
+# interop suite with real clients, and the demo. Installs missing system packages with
+# apt-get when run as root. Prints each stage's duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+suite_start=$(date +%s)
+
+stage_start=0
+stage() { stage_name=$1; stage_start=$(date +%s); echo; echo "=== stage: $1"; }
+stage_done() { echo "=== stage $stage_name took $(( $(date +%s) - stage_start ))s"; }
+
+stage "install system packages"
+need=()
+command -v pkcs11-tool >/dev/null || need+=(opensc)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing ${need[*]}: run as root (or install them) so the interop suite can run" >&2
+    exit 1
+  fi
+fi
+stage_done
+
+stage "build (release)"
+cargo build --release --workspace --all-targets
+stage_done
+
+stage "unit tests"
+cargo test --release -p clusterhsm
+stage_done
+
+stage "pkcs11-tests (cryptoki driving the built .so)"
+cargo test --release -p pkcs11-tests
+stage_done
+
+stage "interop: pkcs11-tool"
+bash pkcs11-tests/interop/pkcs11-tool.sh
+stage_done
+
+stage "demo"
+target/release/clusterhsm demo
+stage_done
+echo
+echo "all stages passed in $(( $(date +%s) - suite_start ))s"
