@@ -23,6 +23,9 @@ fn constants(text: &str, pattern: &str) -> Vec<(String, String)> {
 }
 
 fn main() {
+    // Never unmapped by dlclose: thread-local destructors and AWS-LC state of this library
+    // may still run after a host unloads it (cryptoki, Python and Java all dlclose).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     println!("cargo:rerun-if-changed=include/clusterhsm.h");
     println!("cargo:rerun-if-changed=src/vendor.rs");
     let header = fs::read_to_string("include/clusterhsm.h").expect("include/clusterhsm.h");

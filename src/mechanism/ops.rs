@@ -124,7 +124,9 @@ pub fn check_key_allows(
                 .chunks_exact(std::mem::size_of::<CK_ULONG>())
                 .any(|c| c.try_into().map(CK_ULONG::from_ne_bytes).ok() == Some(mech));
             if !ok {
-                crate::log_debug!("mechanism 0x{mech:x} is not in the key's CKA_ALLOWED_MECHANISMS");
+                crate::log_debug!(
+                    "mechanism 0x{mech:x} is not in the key's CKA_ALLOWED_MECHANISMS"
+                );
                 return Err(Error::MechanismInvalid(mech));
             }
         }

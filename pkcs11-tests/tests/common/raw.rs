@@ -125,7 +125,11 @@ impl Mech {
         let mut param = vec![0u64; len.div_ceil(8)];
         // SAFETY: copies the plain-data struct's bytes into storage at least as large.
         unsafe {
-            std::ptr::copy_nonoverlapping((p as *const T).cast::<u8>(), param.as_mut_ptr().cast(), len)
+            std::ptr::copy_nonoverlapping(
+                (p as *const T).cast::<u8>(),
+                param.as_mut_ptr().cast(),
+                len,
+            )
         };
         Mech { ty, param, len }
     }
@@ -173,7 +177,10 @@ impl Raw {
         let mut ck = m.ck();
         let mut a = t.ck();
         let mut h = 0;
-        rv(ck!(self, C_GenerateKey(s, &mut ck, a.as_mut_ptr(), a.len() as CK_ULONG, &mut h)))?;
+        rv(ck!(
+            self,
+            C_GenerateKey(s, &mut ck, a.as_mut_ptr(), a.len() as CK_ULONG, &mut h)
+        ))?;
         Ok(h)
     }
 
@@ -207,7 +214,10 @@ impl Raw {
     pub fn create_object(&self, s: S, t: &mut Tmpl) -> Result<H, CK_RV> {
         let mut a = t.ck();
         let mut h = 0;
-        rv(ck!(self, C_CreateObject(s, a.as_mut_ptr(), a.len() as CK_ULONG, &mut h)))?;
+        rv(ck!(
+            self,
+            C_CreateObject(s, a.as_mut_ptr(), a.len() as CK_ULONG, &mut h)
+        ))?;
         Ok(h)
     }
 
@@ -227,21 +237,33 @@ impl Raw {
 
     pub fn get_ulong(&self, s: S, o: H, ty: CK_ATTRIBUTE_TYPE) -> Result<CK_ULONG, CK_RV> {
         let v = self.get_attr(s, o, ty)?;
-        Ok(CK_ULONG::from_ne_bytes(v.try_into().expect("CK_ULONG size")))
+        Ok(CK_ULONG::from_ne_bytes(
+            v.try_into().expect("CK_ULONG size"),
+        ))
     }
 
     pub fn encrypt(&self, s: S, m: &mut Mech, key: H, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
         let mut ck = m.ck();
         rv(ck!(self, C_EncryptInit(s, &mut ck, key)))?;
         let mut d = data.to_vec();
-        two_call(|out, len| ck!(self, C_Encrypt(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)))
+        two_call(|out, len| {
+            ck!(
+                self,
+                C_Encrypt(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+            )
+        })
     }
 
     pub fn decrypt(&self, s: S, m: &mut Mech, key: H, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
         let mut ck = m.ck();
         rv(ck!(self, C_DecryptInit(s, &mut ck, key)))?;
         let mut d = data.to_vec();
-        two_call(|out, len| ck!(self, C_Decrypt(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)))
+        two_call(|out, len| {
+            ck!(
+                self,
+                C_Decrypt(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+            )
+        })
     }
 
     /// Multi-part encryption: C_EncryptUpdate per part, then C_EncryptFinal.
@@ -258,7 +280,10 @@ impl Raw {
         for p in parts {
             let mut d = p.to_vec();
             all.extend(two_call(|out, len| {
-                ck!(self, C_EncryptUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len))
+                ck!(
+                    self,
+                    C_EncryptUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+                )
             })?);
         }
         all.extend(two_call(|out, len| ck!(self, C_EncryptFinal(s, out, len)))?);
@@ -278,7 +303,10 @@ impl Raw {
         for p in parts {
             let mut d = p.to_vec();
             all.extend(two_call(|out, len| {
-                ck!(self, C_DecryptUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len))
+                ck!(
+                    self,
+                    C_DecryptUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+                )
             })?);
         }
         all.extend(two_call(|out, len| ck!(self, C_DecryptFinal(s, out, len)))?);
@@ -289,22 +317,41 @@ impl Raw {
         let mut ck = m.ck();
         rv(ck!(self, C_DigestInit(s, &mut ck)))?;
         let mut d = data.to_vec();
-        two_call(|out, len| ck!(self, C_Digest(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)))
+        two_call(|out, len| {
+            ck!(
+                self,
+                C_Digest(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+            )
+        })
     }
 
     pub fn sign(&self, s: S, m: &mut Mech, key: H, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
         let mut ck = m.ck();
         rv(ck!(self, C_SignInit(s, &mut ck, key)))?;
         let mut d = data.to_vec();
-        two_call(|out, len| ck!(self, C_Sign(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)))
+        two_call(|out, len| {
+            ck!(
+                self,
+                C_Sign(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+            )
+        })
     }
 
-    pub fn sign_parts(&self, s: S, m: &mut Mech, key: H, parts: &[&[u8]]) -> Result<Vec<u8>, CK_RV> {
+    pub fn sign_parts(
+        &self,
+        s: S,
+        m: &mut Mech,
+        key: H,
+        parts: &[&[u8]],
+    ) -> Result<Vec<u8>, CK_RV> {
         let mut ck = m.ck();
         rv(ck!(self, C_SignInit(s, &mut ck, key)))?;
         for p in parts {
             let mut d = p.to_vec();
-            rv(ck!(self, C_SignUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG)))?;
+            rv(ck!(
+                self,
+                C_SignUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG)
+            ))?;
         }
         two_call(|out, len| ck!(self, C_SignFinal(s, out, len)))
     }
@@ -316,7 +363,13 @@ impl Raw {
         let mut g = sig.to_vec();
         rv(ck!(
             self,
-            C_Verify(s, d.as_mut_ptr(), d.len() as CK_ULONG, g.as_mut_ptr(), g.len() as CK_ULONG)
+            C_Verify(
+                s,
+                d.as_mut_ptr(),
+                d.len() as CK_ULONG,
+                g.as_mut_ptr(),
+                g.len() as CK_ULONG
+            )
         ))
     }
 
@@ -332,10 +385,16 @@ impl Raw {
         rv(ck!(self, C_VerifyInit(s, &mut ck, key)))?;
         for p in parts {
             let mut d = p.to_vec();
-            rv(ck!(self, C_VerifyUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG)))?;
+            rv(ck!(
+                self,
+                C_VerifyUpdate(s, d.as_mut_ptr(), d.len() as CK_ULONG)
+            ))?;
         }
         let mut g = sig.to_vec();
-        rv(ck!(self, C_VerifyFinal(s, g.as_mut_ptr(), g.len() as CK_ULONG)))
+        rv(ck!(
+            self,
+            C_VerifyFinal(s, g.as_mut_ptr(), g.len() as CK_ULONG)
+        ))
     }
 
     pub fn sign_recover(&self, s: S, m: &mut Mech, key: H, data: &[u8]) -> Result<Vec<u8>, CK_RV> {
@@ -343,7 +402,10 @@ impl Raw {
         rv(ck!(self, C_SignRecoverInit(s, &mut ck, key)))?;
         let mut d = data.to_vec();
         two_call(|out, len| {
-            ck!(self, C_SignRecover(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len))
+            ck!(
+                self,
+                C_SignRecover(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+            )
         })
     }
 
@@ -352,7 +414,10 @@ impl Raw {
         rv(ck!(self, C_VerifyRecoverInit(s, &mut ck, key)))?;
         let mut d = sig.to_vec();
         two_call(|out, len| {
-            ck!(self, C_VerifyRecover(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len))
+            ck!(
+                self,
+                C_VerifyRecover(s, d.as_mut_ptr(), d.len() as CK_ULONG, out, len)
+            )
         })
     }
 

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn has(args: &[String], name: &str) -> bool {
@@ -83,8 +86,14 @@ fn open() -> Result<Ctx, String> {
 fn cluster_of(ctx: &Ctx, args: &[String]) -> Result<Arc<Cluster>, String> {
     let rows = ctx.store.clusters().map_err(|e| e.to_string())?;
     let row = match flag(args, "--cluster") {
-        Some(id) => rows.into_iter().find(|r| r.id.to_string() == id).ok_or(format!("no cluster {id}"))?,
-        None => rows.into_iter().next().ok_or("no cluster yet: run `clusterhsm cluster create` or pkcs11-tool --init-token")?,
+        Some(id) => rows
+            .into_iter()
+            .find(|r| r.id.to_string() == id)
+            .ok_or(format!("no cluster {id}"))?,
+        None => rows
+            .into_iter()
+            .next()
+            .ok_or("no cluster yet: run `clusterhsm cluster create` or pkcs11-tool --init-token")?,
     };
     Cluster::load(ctx.store.clone(), ctx.config.clone(), row).map_err(|e| e.to_string())
 }
@@ -109,20 +118,26 @@ fn run(args: &[String]) -> Result<(), String> {
                     (Some(a), _) => a.split(',').map(str::to_string).collect(),
                     (None, Some(n)) => {
                         let n: usize = n.parse().map_err(|_| "--hsms takes a number")?;
-                        (0..n).map(|i| format!("az-{}", (b'a' + (i % 3) as u8) as char)).collect()
+                        (0..n)
+                            .map(|i| format!("az-{}", (b'a' + (i % 3) as u8) as char))
+                            .collect()
                     }
                     (None, None) => ctx.config.default_azs.clone(),
                 };
-                let profile = flag(args, "--profile").unwrap_or_else(|| ctx.config.default_profile.clone());
+                let profile =
+                    flag(args, "--profile").unwrap_or_else(|| ctx.config.default_profile.clone());
                 let label = flag(args, "--label").unwrap_or_else(|| format!("cluster-{id}"));
-                cluster::create_cluster(&ctx.store, &ctx.config, id, &label, &profile, &azs).map_err(|e| e.to_string())?;
+                cluster::create_cluster(&ctx.store, &ctx.config, id, &label, &profile, &azs)
+                    .map_err(|e| e.to_string())?;
                 println!("created cluster {id} ({label}, {profile}) with {} HSM instances; initialize it with pkcs11-tool --init-token --slot {id}", azs.len());
                 Ok(())
             }
             Some("delete") => {
                 let ctx = open()?;
                 let c = cluster_of(&ctx, args)?;
-                ctx.store.write(|tx| clusterhsm::store::delete_cluster(tx, c.id)).map_err(|e| e.to_string())?;
+                ctx.store
+                    .write(|tx| clusterhsm::store::delete_cluster(tx, c.id))
+                    .map_err(|e| e.to_string())?;
                 println!("deleted cluster {}", c.id);
                 Ok(())
             }
@@ -135,7 +150,10 @@ fn run(args: &[String]) -> Result<(), String> {
                 Some("degrade") => Health::Degraded,
                 _ => return Err(format!("usage: clusterhsm {cmd} down|up|degrade NAME")),
             };
-            let name = positional(args, 2).ok_or(format!("usage: clusterhsm {cmd} {} NAME", sub.unwrap_or("down")))?;
+            let name = positional(args, 2).ok_or(format!(
+                "usage: clusterhsm {cmd} {} NAME",
+                sub.unwrap_or("down")
+            ))?;
             let ctx = open()?;
             let c = cluster_of(&ctx, args)?;
             if cmd == "hsm" {
@@ -152,10 +170,16 @@ fn run(args: &[String]) -> Result<(), String> {
             let c = cluster_of(&ctx, args)?;
             match sub {
                 Some("verify") => {
-                    let rows = ctx.store.read(|conn| cluster::audit::verify(conn, c.id)).map_err(|e| e.to_string())?;
+                    let rows = ctx
+                        .store
+                        .read(|conn| cluster::audit::verify(conn, c.id))
+                        .map_err(|e| e.to_string())?;
                     let mut ok = true;
                     for (hsm, n, gap_free) in rows {
-                        println!("{hsm}: {n} events, {}", if gap_free { "no gaps" } else { "GAPS FOUND" });
+                        println!(
+                            "{hsm}: {n} events, {}",
+                            if gap_free { "no gaps" } else { "GAPS FOUND" }
+                        );
                         ok &= gap_free;
                     }
                     if ok {
@@ -165,8 +189,13 @@ fn run(args: &[String]) -> Result<(), String> {
                     }
                 }
                 _ => {
-                    let n = positional(args, 2).and_then(|s| s.parse().ok()).unwrap_or(20);
-                    let lines = ctx.store.read(|conn| clusterhsm::store::audit_lines(conn, c.id, None, n)).map_err(|e| e.to_string())?;
+                    let n = positional(args, 2)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(20);
+                    let lines = ctx
+                        .store
+                        .read(|conn| clusterhsm::store::audit_lines(conn, c.id, None, n))
+                        .map_err(|e| e.to_string())?;
                     for (_, _, line) in lines {
                         println!("{line}");
                     }
@@ -182,7 +211,8 @@ fn status(ctx: &Ctx, json: bool) -> Result<(), String> {
     let rows = ctx.store.clusters().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for row in rows {
-        let c = Cluster::load(ctx.store.clone(), ctx.config.clone(), row.clone()).map_err(|e| e.to_string())?;
+        let c = Cluster::load(ctx.store.clone(), ctx.config.clone(), row.clone())
+            .map_err(|e| e.to_string())?;
         let hsms: Vec<serde_json::Value> = c
             .instance_stats()
             .into_iter()
@@ -201,10 +231,22 @@ fn status(ctx: &Ctx, json: bool) -> Result<(), String> {
         println!("no clusters: a program sees one free slot (pkcs11-tool --init-token creates a cluster)");
     }
     for c in out {
-        println!("slot {} — {} (serial {}, profile {}, {} objects, {} users)", c["slot"], c["label"].as_str().unwrap_or(""),
-            c["serial"].as_str().unwrap_or(""), c["profile"].as_str().unwrap_or(""), c["objects"], c["users"]);
+        println!(
+            "slot {} — {} (serial {}, profile {}, {} objects, {} users)",
+            c["slot"],
+            c["label"].as_str().unwrap_or(""),
+            c["serial"].as_str().unwrap_or(""),
+            c["profile"].as_str().unwrap_or(""),
+            c["objects"],
+            c["users"]
+        );
         for h in c["hsms"].as_array().into_iter().flatten() {
-            println!("  {:8} {:8} {}", h["id"].as_str().unwrap_or(""), h["az"].as_str().unwrap_or(""), h["health"].as_str().unwrap_or(""));
+            println!(
+                "  {:8} {:8} {}",
+                h["id"].as_str().unwrap_or(""),
+                h["az"].as_str().unwrap_or(""),
+                h["health"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(())
@@ -219,15 +261,27 @@ fn user(args: &[String], sub: Option<&str>) -> Result<(), String> {
         }
         return Ok(());
     }
-    let name = positional(args, 2).ok_or("usage: clusterhsm user <create|delete|change-password|unlock> NAME --user CO:PASSWORD")?;
-    let creds = flag(args, "--user").or_else(|| std::env::var("CLUSTERHSM_CO").ok()).ok_or("give the Crypto Officer as --user NAME:PASSWORD (or CLUSTERHSM_CO)")?;
+    let name = positional(args, 2).ok_or(
+        "usage: clusterhsm user <create|delete|change-password|unlock> NAME --user CO:PASSWORD",
+    )?;
+    let creds = flag(args, "--user")
+        .or_else(|| std::env::var("CLUSTERHSM_CO").ok())
+        .ok_or("give the Crypto Officer as --user NAME:PASSWORD (or CLUSTERHSM_CO)")?;
     let (co, pw) = split_pin(creds.as_bytes(), Role::CryptoOfficer);
-    c.login(Role::CryptoOfficer, format!("{co}:{}", String::from_utf8_lossy(pw.expose())).as_bytes()).map_err(|e| format!("login as {co}: {e}"))?;
+    c.login(
+        Role::CryptoOfficer,
+        format!("{co}:{}", String::from_utf8_lossy(pw.expose())).as_bytes(),
+    )
+    .map_err(|e| format!("login as {co}: {e}"))?;
     match sub {
         Some("create") | Some("change-password") => {
-            let role = Role::parse(&flag(args, "--role").unwrap_or_else(|| "cu".into())).map_err(|e| e.to_string())?;
-            let password = flag(args, "--password").or_else(|| std::env::var("CLUSTERHSM_NEW_PASSWORD").ok()).ok_or("give --password")?;
-            c.put_user(name, role, password.as_bytes(), &co).map_err(|e| e.to_string())?;
+            let role = Role::parse(&flag(args, "--role").unwrap_or_else(|| "cu".into()))
+                .map_err(|e| e.to_string())?;
+            let password = flag(args, "--password")
+                .or_else(|| std::env::var("CLUSTERHSM_NEW_PASSWORD").ok())
+                .ok_or("give --password")?;
+            c.put_user(name, role, password.as_bytes(), &co)
+                .map_err(|e| e.to_string())?;
             println!("user {name} ({}) saved", role.name());
         }
         Some("delete") => {
