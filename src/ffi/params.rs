@@ -63,8 +63,8 @@ pub unsafe fn read_mechanism(mech: *const CK_MECHANISM) -> Result<Mechanism> {
 /// # Safety
 /// As `read_mechanism`.
 unsafe fn decode(ty: CK_MECHANISM_TYPE, p: *const std::ffi::c_void, len: usize) -> Result<Params> {
-    // SAFETY (for the whole body): each access goes through `param_struct` or `in_bytes`,
-    // which check NULL, size and alignment against the caller-declared length.
+    // SAFETY: each access in this body goes through `param_struct` or `in_bytes`, which
+    // check NULL, size and alignment against the caller-declared length.
     unsafe {
         Ok(match ty {
             CKM_AES_CBC
