@@ -26,24 +26,9 @@ pub const TOKEN_LABEL: &str = "test";
 
 const CHILD_ENV: &str = "PKCS11_TESTS_CHILD";
 
-/// The module's path (see [`locate_module`]), with the module pinned in memory for the
-/// rest of the process.
-///
-/// Pinning works around a module bug (see `state_machine::unload_then_thread_exit`): once
-/// the last handle is dlclose'd, a thread that called into the module crashes at exit in
-/// a pthread TSD destructor that points into the unmapped library. cryptoki dlcloses the
-/// module when its `Pkcs11` is dropped, which every scenario does before its thread ends.
+/// The module's path; see [`locate_module`].
 pub fn module_path() -> PathBuf {
-    static PINNED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PINNED
-        .get_or_init(|| {
-            let path = locate_module();
-            // SAFETY: loading the module under test runs no initializer with preconditions.
-            let lib = unsafe { libloading::Library::new(&path) }.expect("dlopen the module");
-            std::mem::forget(lib);
-            path
-        })
-        .clone()
+    locate_module()
 }
 
 /// `CLUSTERHSM_MODULE` if set, else the workspace's release build. Panics with a clear

@@ -12,6 +12,8 @@ pub struct Raw {
 }
 
 /// Calls a function of the 2.40 list: `ck!(raw, C_Foo(args...))` → CK_RV.
+/// The arguments are evaluated inside the unsafe block on purpose: every call site is a
+/// raw FFI call whose pointer arguments are the point of the test.
 #[macro_export]
 macro_rules! ck {
     ($raw:expr, $f:ident ( $($a:expr),* $(,)? )) => {{
