@@ -11,7 +11,6 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod error;
-#[allow(unsafe_code)]
 pub mod ffi;
 pub mod log;
 pub mod mechanism;

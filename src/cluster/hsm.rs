@@ -74,42 +74,6 @@ pub fn route<'a>(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(id: &str, health: Health) -> HsmRuntime {
-        HsmRuntime {
-            id: id.into(),
-            az: "az".into(),
-            health,
-            served: Default::default(),
-        }
-    }
-
-    #[test]
-    fn routes_to_active_holders_only() {
-        let hsms = vec![
-            h("hsm-a", Health::Down),
-            h("hsm-b", Health::Active),
-            h("hsm-c", Health::Active),
-        ];
-        let holders = vec!["hsm-a".to_string(), "hsm-c".to_string()];
-        for turn in 0..4 {
-            assert_eq!(route(&hsms, Some(&holders), turn).unwrap().id, "hsm-c");
-        }
-        assert_eq!(hsms[2].served.load(Ordering::Relaxed), 4);
-        let only_down = vec!["hsm-a".to_string()];
-        assert!(route(&hsms, Some(&only_down), 0).is_err());
-    }
-
-    #[test]
-    fn names() {
-        assert_eq!(instance_name(0), "hsm-a");
-        assert_eq!(instance_name(2), "hsm-c");
-    }
-}
-
 impl super::Cluster {
     /// Sets one instance's health (fault injection). An instance coming back is resynced
     /// from a healthy peer: it receives every token object it missed.
@@ -215,5 +179,41 @@ impl super::Cluster {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(id: &str, health: Health) -> HsmRuntime {
+        HsmRuntime {
+            id: id.into(),
+            az: "az".into(),
+            health,
+            served: Default::default(),
+        }
+    }
+
+    #[test]
+    fn routes_to_active_holders_only() {
+        let hsms = vec![
+            h("hsm-a", Health::Down),
+            h("hsm-b", Health::Active),
+            h("hsm-c", Health::Active),
+        ];
+        let holders = vec!["hsm-a".to_string(), "hsm-c".to_string()];
+        for turn in 0..4 {
+            assert_eq!(route(&hsms, Some(&holders), turn).unwrap().id, "hsm-c");
+        }
+        assert_eq!(hsms[2].served.load(Ordering::Relaxed), 4);
+        let only_down = vec!["hsm-a".to_string()];
+        assert!(route(&hsms, Some(&only_down), 0).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(instance_name(0), "hsm-a");
+        assert_eq!(instance_name(2), "hsm-c");
     }
 }

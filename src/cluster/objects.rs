@@ -280,7 +280,7 @@ impl Cluster {
             store::put_object(tx, self.id, &row)?;
             let mut ev = audit::Event::new("CN_CREATE_OBJECT");
             ev.user = user.as_deref();
-            ev.session = Some(session as u64);
+            ev.session = Some(session);
             ev.unique_id = Some(&uid);
             ev.label = Some(obj.label());
             audit::record(tx, self.id, &replicas, &ev)
@@ -316,7 +316,7 @@ impl Cluster {
             store::put_object(tx, self.id, &row)?;
             let mut ev = audit::Event::new("CN_MODIFY_OBJECT");
             ev.user = user.as_deref();
-            ev.handle = Some(handle as u64);
+            ev.handle = Some(handle);
             ev.unique_id = Some(&next.uid);
             audit::record(tx, self.id, &replicas, &ev)
         })
@@ -341,7 +341,7 @@ impl Cluster {
             store::delete_object(tx, self.id, &entry.object.uid)?;
             let mut ev = audit::Event::new("CN_DESTROY_OBJECT");
             ev.user = user.as_deref();
-            ev.handle = Some(handle as u64);
+            ev.handle = Some(handle);
             ev.unique_id = Some(&entry.object.uid);
             ev.label = Some(entry.object.label());
             audit::record(tx, self.id, &instances, &ev)

@@ -39,7 +39,6 @@ impl std::error::Error for CryptoError {}
 
 pub type CryptoResult<T> = Result<T, CryptoError>;
 
-#[allow(unsafe_code)]
 mod awslc;
 pub mod block;
 pub mod der;
@@ -49,7 +48,6 @@ pub mod edwards;
 pub mod gcm;
 pub mod kdf;
 pub mod keywrap;
-#[allow(unsafe_code)]
 mod lc;
 pub mod mac;
 pub mod rng;

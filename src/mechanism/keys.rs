@@ -38,7 +38,7 @@ pub enum LoadedKey {
     X25519Public(Vec<u8>),
 }
 
-fn secret<'a>(obj: &'a Object, ty: CK_ATTRIBUTE_TYPE) -> Result<&'a [u8]> {
+fn secret(obj: &Object, ty: CK_ATTRIBUTE_TYPE) -> Result<&[u8]> {
     obj.secret(ty)
         .map(SecretBytes::expose)
         .ok_or(Error::TemplateIncomplete(ty))
@@ -48,7 +48,7 @@ fn opt_secret(obj: &Object, ty: CK_ATTRIBUTE_TYPE) -> Option<SecretBytes> {
     obj.secret(ty).map(SecretBytes::duplicate)
 }
 
-fn attr<'a>(obj: &'a Object, ty: CK_ATTRIBUTE_TYPE) -> Result<&'a [u8]> {
+fn attr(obj: &Object, ty: CK_ATTRIBUTE_TYPE) -> Result<&[u8]> {
     obj.attr(ty).ok_or(Error::TemplateIncomplete(ty))
 }
 

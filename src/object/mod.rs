@@ -49,10 +49,7 @@ pub fn bytes_to_ulong(v: &[u8]) -> Option<CK_ULONG> {
     Some(CK_ULONG::from_ne_bytes(v.try_into().ok()?))
 }
 
-pub fn template_get<'a>(
-    t: &'a [(CK_ATTRIBUTE_TYPE, Vec<u8>)],
-    ty: CK_ATTRIBUTE_TYPE,
-) -> Option<&'a [u8]> {
+pub fn template_get(t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)], ty: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
     t.iter()
         .rev()
         .find(|(k, _)| *k == ty)
@@ -439,7 +436,7 @@ mod tests {
         assert!(o.bool_attr(CKA_PRIVATE));
         assert!(!o.bool_attr(CKA_LOCAL));
         assert!(!o.bool_attr(CKA_ALWAYS_SENSITIVE));
-        assert!(o.attrs.get(&CKA_VALUE).is_none());
+        assert!(!o.attrs.contains_key(&CKA_VALUE));
         assert!(matches!(o.reveal(CKA_VALUE), Reveal::Sensitive));
         assert!(matches!(o.reveal(CKA_MODULUS), Reveal::Invalid));
     }

@@ -305,7 +305,7 @@ impl Store {
     }
 
     pub fn max_seq(&self) -> Result<i64> {
-        self.read(|c| meta_seq(c))
+        self.read(meta_seq)
     }
 }
 

@@ -14,7 +14,7 @@ where
 {
     let mut out = vec![RECORD_VERSION];
     for (ty, value) in entries {
-        out.extend_from_slice(&(ty as u64).to_le_bytes());
+        out.extend_from_slice(&ty.to_le_bytes());
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
         out.extend_from_slice(value);
     }
