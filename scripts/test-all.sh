@@ -11,19 +11,10 @@ stage() { stage_name=$1; stage_start=$(date +%s); echo; echo "=== stage: $1"; }
 stage_done() { echo "=== stage $stage_name took $(( $(date +%s) - stage_start ))s"; }
 
 stage "install system packages"
-need=()
-command -v pkcs11-tool >/dev/null || need+=(opensc)
-command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-  else
-    echo "missing ${need[*]}: run as root (or install them) so the interop suite can run" >&2
-    exit 1
-  fi
-fi
+# Everything the interop suite runs (OpenSSL with pkcs11-provider and the libp11 engine,
+# nginx, GnuTLS, p11-kit, Java, Python venv, gcc); apt-get, so root is needed when
+# something is missing.
+./scripts/install-interop-deps.sh
 stage_done
 
 stage "build (release)"
@@ -40,6 +31,10 @@ stage_done
 
 stage "interop: pkcs11-tool"
 bash pkcs11-tests/interop/pkcs11-tool.sh
+stage_done
+
+stage "interop: openssl (pkcs11-provider and libp11 engine)"
+bash pkcs11-tests/interop/openssl.sh
 stage_done
 
 stage "demo"
