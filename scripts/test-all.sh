@@ -37,6 +37,10 @@ stage "interop: openssl (pkcs11-provider and libp11 engine)"
 bash pkcs11-tests/interop/openssl.sh
 stage_done
 
+stage "interop: nginx (TLS with token keys, failover under load)"
+bash pkcs11-tests/interop/nginx.sh
+stage_done
+
 stage "demo"
 target/release/clusterhsm demo
 stage_done
