@@ -45,6 +45,8 @@ pub struct Config {
     pub audit_syslog: bool,
     /// Refuse C_WrapKey of a sensitive key under a key that can also decrypt.
     pub strict_wrap_policy: bool,
+    /// A key derived from a secret key is at least as protected as its base.
+    pub strict_derive_policy: bool,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             audit_crypto: false,
             audit_syslog: false,
             strict_wrap_policy: true,
+            strict_derive_policy: true,
         }
     }
 }

@@ -47,6 +47,9 @@ const REC: CK_FLAGS = CKF_SIGN_RECOVER | CKF_VERIFY_RECOVER;
 const WRAP: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 const RSA_TEST_MAX_BITS: CK_ULONG = 4096;
+/// PKCS#11 3.0's SP 800-108 counter KDF and CloudHSM's vendor form (its header).
+const CKM_SP800_108_COUNTER_KDF: CK_MECHANISM_TYPE = 0x3ac;
+const CKM_SP800_108_COUNTER_KDF_CLOUDHSM: CK_MECHANISM_TYPE = 0x8000_0001;
 
 fn hx(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).unwrap()
@@ -335,6 +338,11 @@ fn table(m: CK_MECHANISM_TYPE) -> Option<(CK_FLAGS, Runner)> {
         CKM_AES_CBC_PAD => (ENC | WRAP, aes_modes),
         CKM_AES_CMAC | CKM_AES_CMAC_GENERAL => (SIG, aes_cmac),
         CKM_AES_KEY_WRAP | CKM_AES_KEY_WRAP_PAD => (WRAP, aes_key_wrap),
+        CKM_ECDH1_DERIVE | CKM_ECDH1_COFACTOR_DERIVE => (CKF_DERIVE, ecdh),
+        CKM_EC_MONTGOMERY_KEY_PAIR_GEN => (CKF_GENERATE_KEY_PAIR, x25519),
+        CKM_HKDF_DERIVE => (CKF_DERIVE, hkdf),
+        CKM_AES_ECB_ENCRYPT_DATA | CKM_AES_CBC_ENCRYPT_DATA => (CKF_DERIVE, aes_encrypt_data),
+        CKM_SP800_108_COUNTER_KDF | CKM_SP800_108_COUNTER_KDF_CLOUDHSM => (CKF_DERIVE, kbkdf),
         _ => return None,
     })
 }
@@ -1440,4 +1448,277 @@ fn sign_length_convention() {
             hex::encode(hx(aes_kat(CKM_AES_ECB, K128)))
         );
     });
+}
+
+// ---------------------------------------------------------------- derivation
+
+/// A derived key template: an extractable, readable secret of `len` bytes.
+fn derived(key_type: CK_KEY_TYPE, len: Option<CK_ULONG>) -> Tmpl {
+    let t = Tmpl::new()
+        .ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .ulong(CKA_KEY_TYPE, key_type)
+        .bool(CKA_TOKEN, false)
+        .bool(CKA_SENSITIVE, false)
+        .bool(CKA_EXTRACTABLE, true);
+    match len {
+        Some(l) => t.ulong(CKA_VALUE_LEN, l),
+        None => t,
+    }
+}
+
+/// A session secret with CKA_DERIVE, readable.
+fn derive_base(c: &Ctx, key_type: CK_KEY_TYPE, value: &[u8]) -> H {
+    let mut t = Tmpl::new()
+        .ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .ulong(CKA_KEY_TYPE, key_type)
+        .bool(CKA_TOKEN, false)
+        .bool(CKA_SENSITIVE, false)
+        .bool(CKA_EXTRACTABLE, true)
+        .bool(CKA_DERIVE, true)
+        .bytes(CKA_VALUE, value);
+    ok(
+        c.raw.create_object(c.s, &mut t),
+        "C_CreateObject(derive base)",
+    )
+}
+
+fn derive_pair(c: &Ctx, gen: CK_MECHANISM_TYPE, params: &[u8]) -> (H, H) {
+    let mut public = Tmpl::new()
+        .bool(CKA_TOKEN, false)
+        .bytes(CKA_EC_PARAMS, params);
+    let mut private = Tmpl::new()
+        .bool(CKA_TOKEN, false)
+        .bool(CKA_PRIVATE, true)
+        .bool(CKA_DERIVE, true);
+    ok(
+        c.raw
+            .generate_key_pair(c.s, &mut Mech::new(gen), &mut public, &mut private),
+        "C_GenerateKeyPair(derive pair)",
+    )
+}
+
+fn ecdh_params(kdf: CK_EC_KDF_TYPE, shared: &[u8], public: &[u8]) -> CK_ECDH1_DERIVE_PARAMS {
+    CK_ECDH1_DERIVE_PARAMS {
+        kdf,
+        ulSharedDataLen: shared.len() as CK_ULONG,
+        pSharedData: shared.as_ptr() as *mut u8,
+        ulPublicDataLen: public.len() as CK_ULONG,
+        pPublicData: public.as_ptr() as *mut u8,
+    }
+}
+
+/// Both parties derive; CKD_NULL gives Z, CKD_SHA256_KDF gives X9.63(Z) (checked with sha2).
+fn agree(c: &Ctx, m: CK_MECHANISM_TYPE, a: (H, H), b: (H, H)) {
+    use sha2::Digest;
+    let pa = c.ec_point(a.0);
+    let pb = c.ec_point(b.0);
+    let mut z = Vec::new();
+    for (mine, theirs) in [(a.1, &pb), (b.1, &pa)] {
+        let p = ecdh_params(CKD_NULL, &[], theirs);
+        let k = ok(
+            c.raw.derive(
+                c.s,
+                &mut Mech::with(m, &p),
+                mine,
+                &mut derived(CKK_GENERIC_SECRET, None),
+            ),
+            &format!("C_DeriveKey(0x{m:x}, CKD_NULL)"),
+        );
+        let v = c.value(k);
+        if z.is_empty() {
+            z = v;
+        } else {
+            assert_eq!(z, v, "both parties derive the same Z (0x{m:x})");
+        }
+    }
+    let shared = b"shared info";
+    let p = ecdh_params(CKD_SHA256_KDF, shared, &pb);
+    let k = ok(
+        c.raw.derive(
+            c.s,
+            &mut Mech::with(m, &p),
+            a.1,
+            &mut derived(CKK_AES, Some(32)),
+        ),
+        &format!("C_DeriveKey(0x{m:x}, CKD_SHA256_KDF)"),
+    );
+    let mut h = sha2::Sha256::new();
+    h.update(&z);
+    h.update(1u32.to_be_bytes());
+    h.update(shared);
+    assert_eq!(c.value(k), h.finalize().to_vec(), "X9.63 KDF (0x{m:x})");
+}
+
+const P256_OID: &str = "06082a8648ce3d030107";
+const P521_OID: &str = "06052b81040023";
+
+fn ecdh(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    for curve in [P256_OID, P521_OID] {
+        let a = derive_pair(c, CKM_EC_KEY_PAIR_GEN, &hx(curve));
+        let b = derive_pair(c, CKM_EC_KEY_PAIR_GEN, &hx(curve));
+        agree(c, m, a, b);
+    }
+    if m == CKM_ECDH1_DERIVE {
+        x25519(c, m);
+    }
+}
+
+/// X25519 key pairs (RFC 8410 OID 1.3.101.110) agree through CKM_ECDH1_DERIVE.
+fn x25519(c: &mut Ctx, _m: CK_MECHANISM_TYPE) {
+    let oid = hx("06032b656e");
+    let a = derive_pair(c, CKM_EC_MONTGOMERY_KEY_PAIR_GEN, &oid);
+    let b = derive_pair(c, CKM_EC_MONTGOMERY_KEY_PAIR_GEN, &oid);
+    assert_eq!(c.ec_point(a.0).len(), 32);
+    agree(c, CKM_ECDH1_DERIVE, a, b);
+}
+
+/// RFC 5869 test case 1 (HKDF-SHA256).
+fn hkdf(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    let ikm = [0x0bu8; 22];
+    let salt = hx("000102030405060708090a0b0c");
+    let info_bytes = hx("f0f1f2f3f4f5f6f7f8f9");
+    let okm =
+        hx("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+    let base = derive_base(c, CKK_GENERIC_SECRET, &ikm);
+    let p = CK_HKDF_PARAMS {
+        bExtract: CK_TRUE,
+        bExpand: CK_TRUE,
+        prfHashMechanism: CKM_SHA256,
+        ulSaltType: CKF_HKDF_SALT_DATA,
+        pSalt: salt.as_ptr() as *mut u8,
+        ulSaltLen: salt.len() as CK_ULONG,
+        hSaltKey: 0,
+        pInfo: info_bytes.as_ptr() as *mut u8,
+        ulInfoLen: info_bytes.len() as CK_ULONG,
+    };
+    let k = ok(
+        c.raw.derive(
+            c.s,
+            &mut Mech::with(m, &p),
+            base,
+            &mut derived(CKK_GENERIC_SECRET, Some(42)),
+        ),
+        "C_DeriveKey(HKDF)",
+    );
+    assert_eq!(c.value(k), okm, "RFC 5869 case 1");
+}
+
+/// AES-ECB/CBC of the data under the base key becomes the new key (SP 800-38A F.1.5/F.2.5).
+fn aes_encrypt_data(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    let key = hx("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4");
+    let data = hx("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
+    let base = derive_base(c, CKK_AES, &key);
+    let iv = hx("000102030405060708090a0b0c0d0e0f");
+    let (mut mech, want) = if m == CKM_AES_ECB_ENCRYPT_DATA {
+        let p = CK_KEY_DERIVATION_STRING_DATA {
+            pData: data.as_ptr() as *mut u8,
+            ulLen: data.len() as CK_ULONG,
+        };
+        (
+            Mech::with(m, &p),
+            hx("f3eed1bdb5d2a03c064b5a7e3db181f8591ccb10d410ed26dc5ba74a31362870"),
+        )
+    } else {
+        let mut ivb = [0u8; 16];
+        ivb.copy_from_slice(&iv);
+        let p = CK_AES_CBC_ENCRYPT_DATA_PARAMS {
+            iv: ivb,
+            pData: data.as_ptr() as *mut u8,
+            length: data.len() as CK_ULONG,
+        };
+        (
+            Mech::with(m, &p),
+            hx("f58c4c04d6e5f1ba779eabfb5f7bfbd69cfc4e967edb808d679f777bc6702c7d"),
+        )
+    };
+    let k = ok(
+        c.raw
+            .derive(c.s, &mut mech, base, &mut derived(CKK_AES, Some(32))),
+        &format!("C_DeriveKey(0x{m:x})"),
+    );
+    assert_eq!(c.value(k), want, "SP 800-38A vector through 0x{m:x}");
+}
+
+/// NIST CAVP KBKDF (KDFCTR_gen.rsp, HMAC_SHA256, counter before fixed data, 8-bit counter,
+/// COUNT=0), in PKCS#11 3.0's parameter form and in CloudHSM's.
+fn kbkdf(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    let ki = hx("3edc6b5b8f7aadbd713732b482b8f979286e1ea3b8f8f99c30c884cfe3349b83");
+    let fixed = hx("98e9988bb4cc8b34d7922e1c68ad692ba2a1d9ae15149571675f17a77ad49e80c8d2a85e831a26445b1f0ff44d7084a17206b4896c8112daad18605a");
+    let ko = hx("6c037652990674a07844732d0ad985f9");
+    let base = derive_base(c, CKK_GENERIC_SECRET, &ki);
+    let counter = CK_SP800_108_COUNTER_FORMAT {
+        bLittleEndian: CK_FALSE,
+        ulWidthInBits: 8,
+    };
+    let std_items = [
+        CK_PRF_DATA_PARAM {
+            type_: CK_SP800_108_ITERATION_VARIABLE,
+            pValue: &counter as *const _ as *mut _,
+            ulValueLen: std::mem::size_of::<CK_SP800_108_COUNTER_FORMAT>() as CK_ULONG,
+        },
+        CK_PRF_DATA_PARAM {
+            type_: CK_SP800_108_BYTE_ARRAY,
+            pValue: fixed.as_ptr() as *mut _,
+            ulValueLen: fixed.len() as CK_ULONG,
+        },
+    ];
+    let std_params = CK_SP800_108_KDF_PARAMS {
+        prfType: CKM_SHA256_HMAC,
+        ulNumberOfDataParams: 2,
+        pDataParams: std_items.as_ptr() as *mut _,
+        ulAdditionalDerivedKeys: 0,
+        pAdditionalDerivedKeys: null_mut(),
+    };
+    let k = ok(
+        c.raw.derive(
+            c.s,
+            &mut Mech::with(m, &std_params),
+            base,
+            &mut derived(CKK_GENERIC_SECRET, Some(16)),
+        ),
+        &format!("C_DeriveKey(0x{m:x}, PKCS#11 3.0 params)"),
+    );
+    assert_eq!(c.value(k), ko, "CAVP KBKDF vector (0x{m:x})");
+    if m == CKM_SP800_108_COUNTER_KDF_CLOUDHSM {
+        // CloudHSM's vendor header: counter format {width}, type 4; byte array, type 8.
+        let width: CK_ULONG = 8;
+        let items = [
+            CK_PRF_DATA_PARAM {
+                type_: 4,
+                pValue: &width as *const _ as *mut _,
+                ulValueLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+            },
+            CK_PRF_DATA_PARAM {
+                type_: 8,
+                pValue: fixed.as_ptr() as *mut _,
+                ulValueLen: fixed.len() as CK_ULONG,
+            },
+        ];
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct CloudHsmParams {
+            prf: CK_MECHANISM_TYPE,
+            n: CK_ULONG,
+            p: *const CK_PRF_DATA_PARAM,
+        }
+        let p = CloudHsmParams {
+            prf: CKM_SHA256_HMAC,
+            n: 2,
+            p: items.as_ptr(),
+        };
+        let k = ok(
+            c.raw.derive(
+                c.s,
+                &mut Mech::with(m, &p),
+                base,
+                &mut derived(CKK_GENERIC_SECRET, Some(16)),
+            ),
+            "C_DeriveKey(CloudHSM SP 800-108 params)",
+        );
+        assert_eq!(
+            c.value(k),
+            ko,
+            "CAVP KBKDF vector through CloudHSM's parameters"
+        );
+    }
 }

@@ -548,18 +548,344 @@ pub fn unwrap_key(
     s.cluster.insert_object(obj, s.handle, &s.hsm)
 }
 
-/// C_DeriveKey (§5.14): no derivation mechanism is listed yet, so every request is
-/// refused as the registry says.
+/// The length a derived secret key must have, from its template and type.
+fn derived_len(t: &Template, key_type: CK_KEY_TYPE, natural: Option<usize>) -> Result<usize> {
+    let given = template_ulong(t, CKA_VALUE_LEN)?.map(|v| v as usize);
+    let len = match key_type {
+        CKK_AES => given.ok_or(Error::TemplateIncomplete(CKA_VALUE_LEN))?,
+        CKK_DES3 => given.unwrap_or(24),
+        _ => given
+            .or(natural)
+            .ok_or(Error::TemplateIncomplete(CKA_VALUE_LEN))?,
+    };
+    let ok = match key_type {
+        CKK_AES => matches!(len, 16 | 24 | 32),
+        CKK_DES3 => len == 24,
+        _ => len > 0 && len <= 1024,
+    };
+    if ok {
+        Ok(len)
+    } else {
+        Err(Error::AttributeValueInvalid(CKA_VALUE_LEN))
+    }
+}
+
+fn secret_value(key: &LoadedKey) -> Result<&[u8]> {
+    match key {
+        LoadedKey::Generic { value } | LoadedKey::Aes { value, .. } => Ok(value.expose()),
+        _ => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+fn x963_hash(kdf: CK_EC_KDF_TYPE) -> Result<Option<crate::crypto::digest::HashAlg>> {
+    use crate::crypto::digest::HashAlg;
+    Ok(match kdf {
+        CKD_NULL => None,
+        CKD_SHA1_KDF => Some(HashAlg::Sha1),
+        CKD_SHA224_KDF => Some(HashAlg::Sha224),
+        CKD_SHA256_KDF => Some(HashAlg::Sha256),
+        CKD_SHA384_KDF => Some(HashAlg::Sha384),
+        CKD_SHA512_KDF => Some(HashAlg::Sha512),
+        CKD_SHA3_224_KDF => Some(HashAlg::Sha3_224),
+        CKD_SHA3_256_KDF => Some(HashAlg::Sha3_256),
+        CKD_SHA3_384_KDF => Some(HashAlg::Sha3_384),
+        CKD_SHA3_512_KDF => Some(HashAlg::Sha3_512),
+        _ => return Err(Error::MechanismParamInvalid("unsupported ECDH KDF".into())),
+    })
+}
+
+/// Computes the derived key bytes for a mechanism.
+fn derive_bytes(
+    s: &crate::session::Session,
+    mech: &Mechanism,
+    base: &LoadedKey,
+    t: &Template,
+    key_type: CK_KEY_TYPE,
+) -> Result<SecretBytes> {
+    use crate::crypto::kdf;
+    match (mech.ty, &mech.params) {
+        (
+            CKM_ECDH1_DERIVE | CKM_ECDH1_COFACTOR_DERIVE,
+            Params::Ecdh {
+                kdf: k,
+                shared_data,
+                public_data,
+            },
+        ) => {
+            let z = match base {
+                LoadedKey::EcPrivate(key) => {
+                    let point =
+                        ec::ec_point_from_attribute(public_data, Some(key.curve().point_len()))
+                            .map_err(|_| {
+                                Error::MechanismParamInvalid("peer public point".into())
+                            })?;
+                    key.ecdh(&point)?
+                }
+                LoadedKey::X25519Private(key) => {
+                    let point = ec::ec_point_from_attribute(public_data, Some(32))
+                        .map_err(|_| Error::MechanismParamInvalid("peer public key".into()))?;
+                    key.diffie_hellman(&point)?
+                }
+                _ => return Err(Error::KeyTypeInconsistent),
+            };
+            match x963_hash(*k)? {
+                None => {
+                    if !shared_data.is_empty() {
+                        return Err(Error::MechanismParamInvalid(
+                            "CKD_NULL takes no shared data".into(),
+                        ));
+                    }
+                    let len = derived_len(t, key_type, Some(z.len()))?;
+                    if len > z.len() {
+                        return Err(Error::TemplateInconsistent(
+                            "CKA_VALUE_LEN exceeds the shared secret".into(),
+                        ));
+                    }
+                    Ok(SecretBytes::from_slice(&z.expose()[..len]))
+                }
+                Some(h) => Ok(kdf::x963_kdf(
+                    h,
+                    z.expose(),
+                    shared_data,
+                    derived_len(t, key_type, None)?,
+                )),
+            }
+        }
+        (
+            CKM_HKDF_DERIVE,
+            Params::Hkdf {
+                extract,
+                expand,
+                prf,
+                salt,
+                info,
+            },
+        ) => {
+            let h = ops::hash_of(*prf).ok_or(Error::MechanismParamInvalid(
+                "HKDF PRF must be a SHA hash".into(),
+            ))?;
+            if !extract && !expand {
+                return Err(Error::MechanismParamInvalid(
+                    "HKDF needs extract, expand or both".into(),
+                ));
+            }
+            let ikm = secret_value(base)?;
+            let salt_bytes: SecretBytes = match salt {
+                crate::mechanism::HkdfSalt::Null => SecretBytes::new(Vec::new()),
+                crate::mechanism::HkdfSalt::Data(d) => SecretBytes::from_slice(d),
+                crate::mechanism::HkdfSalt::Key(handle) => {
+                    let e = s
+                        .cluster
+                        .entry(*handle, Access::Use)
+                        .map_err(|_| Error::MechanismParamInvalid("HKDF salt key".into()))?;
+                    let v = e
+                        .object
+                        .secret(CKA_VALUE)
+                        .ok_or(Error::MechanismParamInvalid(
+                            "HKDF salt key has no value".into(),
+                        ))?;
+                    v.duplicate()
+                }
+            };
+            let prk = if *extract {
+                kdf::hkdf_extract(h, salt_bytes.expose(), ikm)
+            } else {
+                SecretBytes::from_slice(ikm)
+            };
+            if !expand {
+                let len = derived_len(t, key_type, Some(prk.len()))?;
+                if len > prk.len() {
+                    return Err(Error::TemplateInconsistent(
+                        "CKA_VALUE_LEN exceeds the PRK".into(),
+                    ));
+                }
+                return Ok(SecretBytes::from_slice(&prk.expose()[..len]));
+            }
+            Ok(kdf::hkdf_expand(
+                h,
+                prk.expose(),
+                info,
+                derived_len(t, key_type, None)?,
+            )?)
+        }
+        (CKM_AES_ECB_ENCRYPT_DATA | CKM_AES_CBC_ENCRYPT_DATA, Params::DeriveData { iv, data }) => {
+            let LoadedKey::Aes { cipher, .. } = base else {
+                return Err(Error::KeyTypeInconsistent);
+            };
+            let mode = match iv {
+                Some(iv) => crate::crypto::block::Mode::Cbc { iv: iv.to_vec() },
+                None => crate::crypto::block::Mode::Ecb,
+            };
+            let out = crate::crypto::block::CipherStream::one_shot(
+                cipher.clone(),
+                mode,
+                crate::crypto::block::Direction::Encrypt,
+                data.expose(),
+            )?;
+            let out = SecretBytes::new(out);
+            let len = derived_len(t, key_type, Some(out.len()))?;
+            if len > out.len() {
+                return Err(Error::TemplateInconsistent(
+                    "CKA_VALUE_LEN exceeds the encrypted data".into(),
+                ));
+            }
+            Ok(SecretBytes::from_slice(&out.expose()[..len]))
+        }
+        (
+            crate::vendor::CKM_SP800_108_COUNTER_KDF
+            | crate::vendor::CKM_SP800_108_COUNTER_KDF_CLOUDHSM,
+            Params::Kbkdf { prf, segments },
+        ) => {
+            use crate::crypto::kdf::CounterKdfPart;
+            use crate::mechanism::KdfSegment;
+            let len = derived_len(t, key_type, None)?;
+            let block_len = match (*prf, base) {
+                (CKM_AES_CMAC, LoadedKey::Aes { .. }) => 16,
+                (p, _) => ops::hash_of(p)
+                    .ok_or(Error::MechanismParamInvalid(
+                        "SP 800-108 PRF must be an HMAC or AES-CMAC".into(),
+                    ))?
+                    .output_len(),
+            };
+            let parts: Vec<CounterKdfPart> = segments
+                .iter()
+                .map(|seg| match seg {
+                    KdfSegment::Counter {
+                        width_bits,
+                        little_endian,
+                    } => CounterKdfPart::Counter {
+                        width_bits: *width_bits,
+                        little_endian: *little_endian,
+                    },
+                    KdfSegment::DkmLength {
+                        sum_of_segments,
+                        width_bits,
+                        little_endian,
+                    } => {
+                        let bytes = if *sum_of_segments {
+                            len.div_ceil(block_len) * block_len
+                        } else {
+                            len
+                        };
+                        CounterKdfPart::Length {
+                            value_bits: bytes as u64 * 8,
+                            width_bits: *width_bits,
+                            little_endian: *little_endian,
+                        }
+                    }
+                    KdfSegment::Bytes(b) => CounterKdfPart::Bytes(b.clone()),
+                })
+                .collect();
+            let out = match (*prf, base) {
+                (CKM_AES_CMAC, LoadedKey::Aes { cipher, .. }) => {
+                    kdf::sp800_108_counter(&parts, len, |x| {
+                        let mut m = crate::crypto::mac::Cmac::new(cipher);
+                        m.update(x);
+                        m.finish()
+                    })?
+                }
+                (
+                    CKM_SHA_1_HMAC | CKM_SHA224_HMAC | CKM_SHA256_HMAC | CKM_SHA384_HMAC
+                    | CKM_SHA512_HMAC,
+                    _,
+                ) => {
+                    let h = ops::hash_of(*prf).ok_or(Error::MechanismParamInvalid("PRF".into()))?;
+                    let k = secret_value(base)?;
+                    kdf::sp800_108_counter(&parts, len, |x| crate::crypto::mac::hmac(h, k, x))?
+                }
+                _ => {
+                    return Err(Error::MechanismParamInvalid(
+                        "SP 800-108 PRF must be an HMAC or AES-CMAC".into(),
+                    ))
+                }
+            };
+            Ok(out)
+        }
+        _ => Err(Error::MechanismParamInvalid(
+            "missing or wrong mechanism parameters".into(),
+        )),
+    }
+}
+
+/// C_DeriveKey (§5.14). The base key must allow CKA_DERIVE and belong to the caller
+/// (CloudHSM: shared users cannot derive). With `strict_derive_policy` (default) a key
+/// derived from a secret key cannot be weaker than its base: from a sensitive base it is
+/// sensitive, from a non-extractable base non-extractable (otherwise AES_*_ENCRYPT_DATA
+/// would be an encryption oracle around CKA_ENCRYPT=false). Key agreement (ECDH) mixes in
+/// a peer's public key and makes a new shared secret, so it is not restricted.
 pub fn derive_key(
     h: CK_SESSION_HANDLE,
     mech: &Mechanism,
     base: CK_OBJECT_HANDLE,
-    _template: &Template,
+    template: &Template,
 ) -> Result<CK_OBJECT_HANDLE> {
-    let (_lib, s) = session(h)?;
-    if !registry::allows(s.cluster.profile(), mech.ty, CKF_DERIVE) {
+    let (lib, s) = session(h)?;
+    let profile = s.cluster.profile();
+    if !registry::allows(profile, mech.ty, CKF_DERIVE) {
         return Err(Error::MechanismInvalid(mech.ty));
     }
-    s.cluster.entry(base, Access::Own)?;
-    Err(Error::MechanismInvalid(mech.ty))
+    let entry = s.cluster.entry(base, Access::Own).map_err(|e| match e {
+        Error::ObjectHandleInvalid(k) => Error::KeyHandleInvalid(k),
+        other => other,
+    })?;
+    ops::check_key_allows(&entry, mech.ty, CKA_DERIVE, CKF_DERIVE, profile)?;
+    s.cluster.route_for(&entry)?;
+    let base_key = keys::load(&entry)?;
+    let class = template_ulong(template, CKA_CLASS)?.unwrap_or(CKO_SECRET_KEY);
+    if class != CKO_SECRET_KEY {
+        return Err(Error::TemplateInconsistent(
+            "derivation makes secret keys".into(),
+        ));
+    }
+    let key_type = template_ulong(template, CKA_KEY_TYPE)?.unwrap_or(CKK_GENERIC_SECRET);
+    let mut t = with_class(template, CKO_SECRET_KEY, key_type)?;
+    let restricted = lib.config.strict_derive_policy && entry.object.class == CKO_SECRET_KEY;
+    let base_sensitive = restricted && entry.object.bool_attr(CKA_SENSITIVE);
+    let base_extractable = !restricted || entry.object.bool_attr(CKA_EXTRACTABLE);
+    if base_sensitive {
+        match object::template_bool(&t, CKA_SENSITIVE)? {
+            Some(false) => {
+                return Err(Error::TemplateInconsistent(
+                    "a key derived from a sensitive key must be sensitive".into(),
+                ))
+            }
+            Some(true) => {}
+            None => t.push((CKA_SENSITIVE, object::bool_bytes(true))),
+        }
+    }
+    if !base_extractable {
+        match object::template_bool(&t, CKA_EXTRACTABLE)? {
+            Some(true) => {
+                return Err(Error::TemplateInconsistent(
+                    "a key derived from a non-extractable key cannot be extractable".into(),
+                ))
+            }
+            Some(false) => {}
+            None => t.push((CKA_EXTRACTABLE, object::bool_bytes(false))),
+        }
+    }
+    let value = derive_bytes(&s, mech, &base_key, &t, key_type)?;
+    t.retain(|(ty, _)| *ty != CKA_VALUE_LEN);
+    let mut obj = object::build_object(
+        &t,
+        Origin::Derive,
+        actor(&s),
+        profile.defaults(),
+        new_uid()?,
+    )?;
+    obj.secrets.insert(CKA_VALUE, value);
+    keys::complete_new_object(&mut obj)?;
+    // §4.10: ALWAYS_SENSITIVE / NEVER_EXTRACTABLE carry over from the base key.
+    let sensitive = obj.bool_attr(CKA_SENSITIVE);
+    let extractable = obj.bool_attr(CKA_EXTRACTABLE);
+    obj.attrs.insert(
+        CKA_ALWAYS_SENSITIVE,
+        object::bool_bytes(entry.object.bool_attr(CKA_ALWAYS_SENSITIVE) && sensitive),
+    );
+    obj.attrs.insert(
+        CKA_NEVER_EXTRACTABLE,
+        object::bool_bytes(entry.object.bool_attr(CKA_NEVER_EXTRACTABLE) && !extractable),
+    );
+    check_may_create(&s, obj.is_token(), obj.is_private())?;
+    s.cluster.insert_object(obj, s.handle, &s.hsm)
 }

@@ -3,7 +3,7 @@
 
 use super::marshal::{in_bytes, to_usize};
 use crate::error::{Error, Result};
-use crate::mechanism::{HkdfSalt, Mechanism, Params};
+use crate::mechanism::{HkdfSalt, KdfSegment, Mechanism, Params};
 use crate::secure_mem::SecretBytes;
 use cryptoki_sys::*;
 use std::mem::size_of;
@@ -188,6 +188,14 @@ unsafe fn decode(ty: CK_MECHANISM_TYPE, p: *const std::ffi::c_void, len: usize) 
                     oaep: Box::new(o),
                 }
             }
+            crate::vendor::CKM_SP800_108_COUNTER_KDF => kbkdf_standard(p, len)?,
+            crate::vendor::CKM_SP800_108_COUNTER_KDF_CLOUDHSM => {
+                if len == size_of::<CloudHsmKdfParams>() {
+                    kbkdf_cloudhsm(p, len)?
+                } else {
+                    kbkdf_standard(p, len)?
+                }
+            }
             CKM_EDDSA => {
                 if p.is_null() || len == 0 {
                     Params::None
@@ -231,4 +239,189 @@ unsafe fn oaep(p: *const std::ffi::c_void, len: usize) -> Result<Params> {
             label,
         })
     }
+}
+
+/// CloudHSM's CK_SP800_108_KDF_PARAMS (three fields; its vendor header).
+#[repr(C)]
+struct CloudHsmKdfParams {
+    prf_type: CK_MECHANISM_TYPE,
+    count: CK_ULONG,
+    params: *const CK_PRF_DATA_PARAM,
+}
+
+/// CloudHSM's counter format: only a width, big-endian.
+#[repr(C)]
+struct CloudHsmCounterFormat {
+    width_bits: CK_ULONG,
+}
+
+/// CloudHSM's DKM format: method and width, big-endian.
+#[repr(C)]
+struct CloudHsmDkmFormat {
+    method: CK_ULONG,
+    width_bits: CK_ULONG,
+}
+
+fn width(bits: CK_ULONG, max: usize) -> Result<usize> {
+    let b = to_usize(bits)?;
+    if b == 0 || b % 8 != 0 || b > max {
+        return Err(Error::MechanismParamInvalid(format!(
+            "SP 800-108 width must be 8..={max} bits in whole bytes"
+        )));
+    }
+    Ok(b)
+}
+
+/// # Safety
+/// `p` valid for `len` bytes when non-NULL, and its nested pointers valid as declared.
+unsafe fn kbkdf_standard(p: *const std::ffi::c_void, len: usize) -> Result<Params> {
+    // SAFETY: every read goes through param_struct/in_bytes with caller-declared lengths.
+    unsafe {
+        let k: &CK_SP800_108_KDF_PARAMS = param_struct(p, len)?;
+        if k.ulAdditionalDerivedKeys != 0 {
+            return Err(Error::MechanismParamInvalid(
+                "additional derived keys are not supported".into(),
+            ));
+        }
+        let items = prf_items(k.pDataParams, k.ulNumberOfDataParams)?;
+        let mut segments = Vec::with_capacity(items.len());
+        for it in items {
+            segments.push(match it.type_ {
+                CK_SP800_108_ITERATION_VARIABLE => {
+                    let f: &CK_SP800_108_COUNTER_FORMAT =
+                        param_struct(it.pValue, to_usize(it.ulValueLen)?)?;
+                    KdfSegment::Counter {
+                        width_bits: width(f.ulWidthInBits, 32)?,
+                        little_endian: f.bLittleEndian != CK_FALSE,
+                    }
+                }
+                CK_SP800_108_DKM_LENGTH => {
+                    let f: &CK_SP800_108_DKM_LENGTH_FORMAT =
+                        param_struct(it.pValue, to_usize(it.ulValueLen)?)?;
+                    KdfSegment::DkmLength {
+                        sum_of_segments: dkm_method(f.dkmLengthMethod)?,
+                        width_bits: width(f.ulWidthInBits, 64)?,
+                        little_endian: f.bLittleEndian != CK_FALSE,
+                    }
+                }
+                CK_SP800_108_BYTE_ARRAY => {
+                    KdfSegment::Bytes(in_bytes(it.pValue as *const u8, it.ulValueLen)?.to_vec())
+                }
+                _ => {
+                    return Err(Error::MechanismParamInvalid(
+                        "unsupported SP 800-108 data parameter".into(),
+                    ))
+                }
+            });
+        }
+        Ok(Params::Kbkdf {
+            prf: k.prfType,
+            segments,
+        })
+    }
+}
+
+/// # Safety
+/// As `kbkdf_standard`.
+unsafe fn kbkdf_cloudhsm(p: *const std::ffi::c_void, len: usize) -> Result<Params> {
+    use crate::vendor::*;
+    // SAFETY: every read goes through param_struct/in_bytes with caller-declared lengths.
+    unsafe {
+        let k: &CloudHsmKdfParams = param_struct(p, len)?;
+        let items = prf_items(k.params, k.count)?;
+        let mut segments = Vec::with_capacity(items.len() + 1);
+        let mut after_label = false;
+        for it in items {
+            let value_len = to_usize(it.ulValueLen)?;
+            match it.type_ {
+                CLOUDHSM_SP800_108_COUNTER_FORMAT => {
+                    let f: &CloudHsmCounterFormat = param_struct(it.pValue, value_len)?;
+                    segments.push(KdfSegment::Counter {
+                        width_bits: width(f.width_bits, 32)?,
+                        little_endian: false,
+                    });
+                }
+                CLOUDHSM_SP800_108_DKM_FORMAT => {
+                    let f: &CloudHsmDkmFormat = param_struct(it.pValue, value_len)?;
+                    segments.push(KdfSegment::DkmLength {
+                        sum_of_segments: dkm_method(f.method)?,
+                        width_bits: width(f.width_bits, 64)?,
+                        little_endian: false,
+                    });
+                }
+                CLOUDHSM_SP800_108_PRF_LABEL => {
+                    segments.push(KdfSegment::Bytes(
+                        in_bytes(it.pValue as *const u8, it.ulValueLen)?.to_vec(),
+                    ));
+                    after_label = true;
+                }
+                CLOUDHSM_SP800_108_PRF_CONTEXT => {
+                    // SP 800-108 separates Label and Context with one zero byte.
+                    if after_label {
+                        segments.push(KdfSegment::Bytes(vec![0]));
+                    }
+                    segments.push(KdfSegment::Bytes(
+                        in_bytes(it.pValue as *const u8, it.ulValueLen)?.to_vec(),
+                    ));
+                }
+                CLOUDHSM_SP800_108_BYTE_ARRAY => segments.push(KdfSegment::Bytes(
+                    in_bytes(it.pValue as *const u8, it.ulValueLen)?.to_vec(),
+                )),
+                // The PKCS#11 3.0 numbers that do not collide with CloudHSM's are accepted too.
+                CK_SP800_108_ITERATION_VARIABLE => {
+                    let f: &CK_SP800_108_COUNTER_FORMAT = param_struct(it.pValue, value_len)?;
+                    segments.push(KdfSegment::Counter {
+                        width_bits: width(f.ulWidthInBits, 32)?,
+                        little_endian: f.bLittleEndian != CK_FALSE,
+                    });
+                }
+                CK_SP800_108_DKM_LENGTH => {
+                    let f: &CK_SP800_108_DKM_LENGTH_FORMAT = param_struct(it.pValue, value_len)?;
+                    segments.push(KdfSegment::DkmLength {
+                        sum_of_segments: dkm_method(f.dkmLengthMethod)?,
+                        width_bits: width(f.ulWidthInBits, 64)?,
+                        little_endian: f.bLittleEndian != CK_FALSE,
+                    });
+                }
+                _ => {
+                    return Err(Error::MechanismParamInvalid(
+                        "unsupported CloudHSM SP 800-108 data parameter".into(),
+                    ))
+                }
+            }
+        }
+        Ok(Params::Kbkdf {
+            prf: k.prf_type,
+            segments,
+        })
+    }
+}
+
+fn dkm_method(m: CK_ULONG) -> Result<bool> {
+    match m {
+        CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS => Ok(false),
+        CK_SP800_108_DKM_LENGTH_SUM_OF_SEGMENTS => Ok(true),
+        _ => Err(Error::MechanismParamInvalid(
+            "unknown DKM length method".into(),
+        )),
+    }
+}
+
+/// # Safety
+/// `ptr` valid for `count` CK_PRF_DATA_PARAMs when count > 0.
+unsafe fn prf_items<'a>(
+    ptr: *const CK_PRF_DATA_PARAM,
+    count: CK_ULONG,
+) -> Result<&'a [CK_PRF_DATA_PARAM]> {
+    let n = to_usize(count)?;
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() || (ptr as usize) % std::mem::align_of::<CK_PRF_DATA_PARAM>() != 0 {
+        return Err(Error::MechanismParamInvalid(
+            "bad SP 800-108 data parameter array".into(),
+        ));
+    }
+    // SAFETY: non-NULL, aligned, and the caller declared `n` entries.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
 }

@@ -65,8 +65,31 @@ pub enum Params {
         aes_key_bits: usize,
         oaep: Box<Params>,
     },
+    /// NIST SP 800-108 counter-mode KDF (PKCS#11 3.0 §2.42, and CloudHSM's vendor form).
+    Kbkdf {
+        prf: CK_MECHANISM_TYPE,
+        segments: Vec<KdfSegment>,
+    },
     /// Anything not decoded further, kept as raw bytes.
     Raw(Vec<u8>),
+}
+
+/// One piece of the SP 800-108 fixed input, in the order the caller listed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KdfSegment {
+    /// The iteration counter i, encoded in `width_bits`.
+    Counter {
+        width_bits: usize,
+        little_endian: bool,
+    },
+    /// L, the length of the derived keying material in bits.
+    DkmLength {
+        sum_of_segments: bool,
+        width_bits: usize,
+        little_endian: bool,
+    },
+    /// Fixed bytes (label, context, separators).
+    Bytes(Vec<u8>),
 }
 
 #[derive(Debug)]

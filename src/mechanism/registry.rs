@@ -3,6 +3,7 @@
 //! and the operation constructors refuse anything not in it.
 
 use crate::cluster::Profile;
+use crate::vendor::{CKM_SP800_108_COUNTER_KDF, CKM_SP800_108_COUNTER_KDF_CLOUDHSM};
 use cryptoki_sys::*;
 
 /// Which profiles offer a mechanism. CloudHSM's list is 2.40-only plus its vendor ones.
@@ -128,6 +129,21 @@ pub static REGISTRY: &[Entry] = &[
     m(CKM_ECDSA_SHA256, 256, 521, SIG | EC_FLAGS, Both),
     m(CKM_ECDSA_SHA384, 256, 521, SIG | EC_FLAGS, Both),
     m(CKM_ECDSA_SHA512, 256, 521, SIG | EC_FLAGS, Both),
+    m(CKM_ECDH1_DERIVE, 255, 521, CKF_DERIVE | EC_FLAGS, Both),
+    m(
+        CKM_ECDH1_COFACTOR_DERIVE,
+        256,
+        521,
+        CKF_DERIVE | EC_FLAGS,
+        StandardOnly,
+    ),
+    m(
+        CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
+        255,
+        255,
+        CKF_GENERATE_KEY_PAIR,
+        StandardOnly,
+    ),
     m(
         CKM_EC_EDWARDS_KEY_PAIR_GEN,
         255,
@@ -146,6 +162,11 @@ pub static REGISTRY: &[Entry] = &[
     m(CKM_AES_CMAC_GENERAL, 128, 256, SIG, Both),
     m(CKM_AES_KEY_WRAP, 128, 256, WRAP, Both),
     m(CKM_AES_KEY_WRAP_PAD, 128, 256, WRAP, Both),
+    m(CKM_AES_ECB_ENCRYPT_DATA, 128, 256, CKF_DERIVE, StandardOnly),
+    m(CKM_AES_CBC_ENCRYPT_DATA, 128, 256, CKF_DERIVE, StandardOnly),
+    m(CKM_HKDF_DERIVE, 1, 512, CKF_DERIVE, StandardOnly),
+    m(CKM_SP800_108_COUNTER_KDF, 1, 512, CKF_DERIVE, StandardOnly),
+    m(CKM_SP800_108_COUNTER_KDF_CLOUDHSM, 1, 512, CKF_DERIVE, Both),
 ];
 
 fn offered_in(e: &Entry, profile: Profile) -> bool {

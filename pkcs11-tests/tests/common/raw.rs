@@ -213,6 +213,24 @@ impl Raw {
         Ok((ph, kh))
     }
 
+    pub fn derive(&self, s: S, m: &mut Mech, base: H, t: &mut Tmpl) -> Result<H, CK_RV> {
+        let mut ck = m.ck();
+        let mut a = t.ck();
+        let mut h = 0;
+        rv(ck!(
+            self,
+            C_DeriveKey(
+                s,
+                &mut ck,
+                base,
+                a.as_mut_ptr(),
+                a.len() as CK_ULONG,
+                &mut h
+            )
+        ))?;
+        Ok(h)
+    }
+
     pub fn create_object(&self, s: S, t: &mut Tmpl) -> Result<H, CK_RV> {
         let mut a = t.ck();
         let mut h = 0;
