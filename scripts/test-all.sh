@@ -41,6 +41,10 @@ stage "interop: nginx (TLS with token keys, failover under load)"
 bash pkcs11-tests/interop/nginx.sh
 stage_done
 
+stage "interop: fork (libp11 and pkcs11-provider patterns, C)"
+bash pkcs11-tests/interop/fork.sh
+stage_done
+
 stage "demo"
 target/release/clusterhsm demo
 stage_done
