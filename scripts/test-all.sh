@@ -45,6 +45,10 @@ stage "interop: fork (libp11 and pkcs11-provider patterns, C)"
 bash pkcs11-tests/interop/fork.sh
 stage_done
 
+stage "interop: gnutls (p11tool, certtool, gnutls-serv)"
+bash pkcs11-tests/interop/gnutls.sh
+stage_done
+
 stage "demo"
 target/release/clusterhsm demo
 stage_done
