@@ -49,6 +49,10 @@ stage "interop: gnutls (p11tool, certtool, gnutls-serv)"
 bash pkcs11-tests/interop/gnutls.sh
 stage_done
 
+stage "interop: p11-kit (install-module.sh, system-wide registration)"
+bash pkcs11-tests/interop/p11-kit.sh
+stage_done
+
 stage "demo"
 target/release/clusterhsm demo
 stage_done
