@@ -53,6 +53,10 @@ stage "interop: p11-kit (install-module.sh, system-wide registration)"
 bash pkcs11-tests/interop/p11-kit.sh
 stage_done
 
+stage "interop: python (python-pkcs11, PyKCS11 in a virtualenv)"
+bash pkcs11-tests/interop/python.sh
+stage_done
+
 stage "demo"
 target/release/clusterhsm demo
 stage_done
