@@ -81,15 +81,15 @@ server {
 EOF
 
 stop_nginx() {
-  local pid
-  pid=$(cat "$prefix/nginx.pid" 2>/dev/null) || return 0
+  local pid pfx=${1:-$prefix}
+  pid=$(cat "$pfx/nginx.pid" 2>/dev/null) || return 0
   kill -QUIT "$pid" 2>/dev/null || return 0
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null
   # the workers die with the master; make sure of it
   pkill -KILL -P "$pid" 2>/dev/null || true
 }
-on_exit stop_nginx
+on_exit "stop_nginx '$prefix'"
 on_exit "$CLI hsm up hsm-b"
 start_nginx() {
   nginx -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/logs/error.log" -t
@@ -200,6 +200,39 @@ stopped() {
   ! pgrep -f "nginx.*$prefix" >/dev/null
 }
 checkf $C "nginx stopped by its PID" stopped
+
+# --- the same with pkcs11-provider: keys are PEM files wrapping their pkcs11: URI
+# (examples/openssl/uri2pem.py), examples/nginx/nginx-pkcs11-provider.conf, the provider
+# config with the PIN in a root-only file; the provider re-initializes the module in each
+# worker after fork (C_Finalize, C_Initialize, login).
+prefix="$work/nginx-provider"
+keys="$work/keys"
+mkdir -p "$prefix/tmp" "$prefix/logs" "$keys"
+port_rsa=$(free_port); port_ec=$(free_port)
+export prefix keys port_rsa port_ec
+echo "$USER_PIN" > "$work/pin.txt"
+chmod 0600 "$work/pin.txt"
+export CLUSTERHSM_PIN_FILE="$work/pin.txt"
+python3 "$REPO/examples/openssl/uri2pem.py" 'pkcs11:object=rsa;type=private' > "$keys/rsa-uri.pem"
+python3 "$REPO/examples/openssl/uri2pem.py" 'pkcs11:object=ec;type=private' > "$keys/ec-uri.pem"
+sed -e "s|@PREFIX@|$prefix|g" -e "s|@CERTS@|$certs|g" -e "s|@KEYS@|$keys|g" -e "s|@PORT_RSA@|$port_rsa|g" \
+    -e "s|@PORT_EC@|$port_ec|g" "$REPO/examples/nginx/nginx-pkcs11-provider.conf" > "$prefix/nginx.conf"
+on_exit "stop_nginx '$prefix'"
+export OPENSSL_CONF="$REPO/examples/openssl/pkcs11-provider.cnf"
+checkf $C "pkcs11-provider: nginx starts (2 workers as nobody, URI-PEM keys)" start_nginx
+for tls in 1.2 1.3; do
+  checkf $C "pkcs11-provider: curl TLS $tls, RSA-2048 token key" curl_ok "$port_rsa" $tls "clusterhsm rsa" rsa
+  checkf $C "pkcs11-provider: curl TLS $tls, P-256 token key" curl_ok "$port_ec" $tls "clusterhsm ec" ec
+  checkf $C "pkcs11-provider: openssl s_client TLS $tls, RSA-2048 token key" s_client_ok "$port_rsa" "${tls/./_}" rsa
+done
+rm -f "$work"/load.* "$work/failover.result"
+checkf $C "pkcs11-provider: zero failed handshakes while hsm-b goes down (${LOAD_SECONDS}s, 4 curl loops)" failover_load
+[ -f "$work/failover.result" ] && echo "    handshakes during failover (succeeded failed): $(cat "$work/failover.result")"
+checkf $C "pkcs11-provider: handshake rate, RSA-2048 token key" rate "$port_rsa" rsa
+checkf $C "pkcs11-provider: handshake rate, P-256 token key" rate "$port_ec" ec
+echo "    handshakes/s via pkcs11-provider (TLS 1.3, 2 s_time clients): RSA-2048 $(r $port_rsa), P-256 $(r $port_ec)"
+checkf $C "pkcs11-provider: nginx error log: no crit/alert/emerg, no worker killed by a signal" no_errors_logged
+checkf $C "pkcs11-provider: nginx stopped by its PID" stopped
 # After the run (root master, nobody workers, root CLI all wrote to it), every file of the
 # store is still readable and writable by the worker user.
 store_usable_by_workers() {
