@@ -3,7 +3,8 @@ MODULE=${CLUSTERHSM_MODULE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/
 [ -f "$MODULE" ] || { echo "FAIL setup: $MODULE not built"; exit 1; }
 passed=0
 failed=0
-log_dir=${INTEROP_LOG_DIR:-$(mktemp -d)}
+log_dir=${INTEROP_LOG_DIR:-}
+[ -n "$log_dir" ] || { log_dir=$(mktemp -d "${TMPDIR:-/tmp}/interop-logs.XXXXXX"); own_log_dir=1; }
 check() {
   local client=$1 step=$2; shift 2
   local log="$log_dir/$(echo "$client-$step" | tr -c 'A-Za-z0-9_.-' '_').log"
@@ -18,6 +19,8 @@ check() {
 }
 summary() {
   echo "interop: $passed passed, $failed failed"
+  # the logs are kept (and named in the FAIL lines) only when something failed
+  [ "$failed" -eq 0 ] && [ "${own_log_dir:-0}" = 1 ] && rm -rf "$log_dir"
   [ "$failed" -eq 0 ]
 }
 
