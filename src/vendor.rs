@@ -20,9 +20,6 @@ pub const INTERFACE_NAME: &str = "clusterhsm";
 pub const INTERFACE_VERSION_MAJOR: u8 = 1;
 pub const INTERFACE_VERSION_MINOR: u8 = 0;
 
-/// PKCS#11 3.0 mechanism numbers that cryptoki-sys 0.5 does not define.
-pub const CKM_SP800_108_COUNTER_KDF: CK_MECHANISM_TYPE = 0x0000_03AC;
-
 /// CloudHSM's SP 800-108 data-parameter types (its vendor header), which differ from
 /// PKCS#11 3.0's CK_SP800_108_* numbers 1..=5.
 pub const CLOUDHSM_SP800_108_COUNTER_FORMAT: cryptoki_sys::CK_ULONG = 4;

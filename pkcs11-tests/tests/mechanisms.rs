@@ -50,6 +50,11 @@ const RSA_TEST_MAX_BITS: CK_ULONG = 4096;
 /// PKCS#11 3.0's SP 800-108 counter KDF and CloudHSM's vendor form (its header).
 const CKM_SP800_108_COUNTER_KDF: CK_MECHANISM_TYPE = 0x3ac;
 const CKM_SP800_108_COUNTER_KDF_CLOUDHSM: CK_MECHANISM_TYPE = 0x8000_0001;
+/// AWS CloudHSM's published vendor mechanism values.
+const CKM_CLOUDHSM_AES_GCM: CK_MECHANISM_TYPE = 0x8000_1087;
+const CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD: CK_MECHANISM_TYPE = 0x8000_2109;
+const CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD: CK_MECHANISM_TYPE = 0x8000_210A;
+const CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD: CK_MECHANISM_TYPE = 0x8000_216F;
 
 fn hx(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).unwrap()
@@ -334,7 +339,12 @@ fn table(m: CK_MECHANISM_TYPE) -> Option<(CK_FLAGS, Runner)> {
         CKM_EC_EDWARDS_KEY_PAIR_GEN => (CKF_GENERATE_KEY_PAIR, eddsa),
         CKM_EDDSA => (SIG, eddsa),
         CKM_AES_KEY_GEN => (CKF_GENERATE, aes_keygen),
-        CKM_AES_ECB | CKM_AES_CBC | CKM_AES_CTR | CKM_AES_GCM => (ENC, aes_modes),
+        CKM_AES_ECB | CKM_AES_CBC | CKM_AES_CTR => (ENC, aes_modes),
+        CKM_AES_GCM => (ENC | WRAP, aes_gcm_with_wrap),
+        CKM_CLOUDHSM_AES_GCM => (ENC | WRAP, cloudhsm_gcm),
+        CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD
+        | CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD
+        | CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD => (WRAP, cloudhsm_kw),
         CKM_AES_CBC_PAD => (ENC | WRAP, aes_modes),
         CKM_AES_CMAC | CKM_AES_CMAC_GENERAL => (SIG, aes_cmac),
         CKM_AES_KEY_WRAP | CKM_AES_KEY_WRAP_PAD => (WRAP, aes_key_wrap),
@@ -1720,5 +1730,193 @@ fn kbkdf(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
             ko,
             "CAVP KBKDF vector through CloudHSM's parameters"
         );
+    }
+}
+
+// ---------------------------------------------------------------- GCM wrap and CloudHSM
+
+fn gcm_params(iv: &mut [u8], aad: &[u8]) -> CK_GCM_PARAMS {
+    CK_GCM_PARAMS {
+        pIv: if iv.is_empty() {
+            null_mut()
+        } else {
+            iv.as_mut_ptr()
+        },
+        ulIvLen: iv.len() as CK_ULONG,
+        ulIvBits: (iv.len() * 8) as CK_ULONG,
+        pAAD: aad.as_ptr() as *mut u8,
+        ulAADLen: aad.len() as CK_ULONG,
+        ulTagBits: 128,
+    }
+}
+
+fn unwrap_secret_tmpl(kt: CK_KEY_TYPE, len: Option<CK_ULONG>) -> Tmpl {
+    let t = Tmpl::new()
+        .ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .ulong(CKA_KEY_TYPE, kt)
+        .bool(CKA_TOKEN, false)
+        .bool(CKA_SENSITIVE, false)
+        .bool(CKA_EXTRACTABLE, true);
+    match len {
+        Some(l) => t.ulong(CKA_VALUE_LEN, l),
+        None => t,
+    }
+}
+
+/// CKM_AES_GCM: the encryption vectors, then a key wrapped and unwrapped with AES-GCM,
+/// the wrapped blob decrypting (C_Decrypt) to the key value.
+fn aes_gcm_with_wrap(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    aes_modes(c, m);
+    let kek = c.secret(CKK_AES, &[7u8; 32]);
+    let value = [0x24u8; 32];
+    let target = c.secret(CKK_AES, &value);
+    let mut iv = [9u8; 12];
+    let aad = b"wrap aad";
+    let wrapped = ok(
+        c.raw.wrap(
+            c.s,
+            &mut Mech::with(m, &gcm_params(&mut iv, aad)),
+            kek,
+            target,
+        ),
+        "C_WrapKey(AES-GCM)",
+    );
+    assert_eq!(wrapped.len(), 32 + 16);
+    let plain = ok(
+        c.raw.decrypt(
+            c.s,
+            &mut Mech::with(m, &gcm_params(&mut iv, aad)),
+            kek,
+            &wrapped,
+        ),
+        "C_Decrypt of a GCM-wrapped key",
+    );
+    assert_eq!(plain, value);
+    let back = ok(
+        c.raw.unwrap(
+            c.s,
+            &mut Mech::with(m, &gcm_params(&mut iv, aad)),
+            kek,
+            &wrapped,
+            &mut unwrap_secret_tmpl(CKK_AES, None),
+        ),
+        "C_UnwrapKey(AES-GCM)",
+    );
+    assert_eq!(c.value(back), value);
+}
+
+/// CKM_CLOUDHSM_AES_GCM: the token makes the IV and prepends it; the rest is standard
+/// AES-GCM under that IV (checked with CKM_AES_GCM), and wrapping works the same way.
+fn cloudhsm_gcm(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    for key in [[3u8; 16].to_vec(), [4u8; 32].to_vec()] {
+        let k = c.secret(CKK_AES, &key);
+        let aad = b"aad";
+        let pt = b"CloudHSM in-band IV";
+        let ct = ok(
+            c.raw
+                .encrypt(c.s, &mut Mech::with(m, &gcm_params(&mut [], aad)), k, pt),
+            "C_Encrypt(CKM_CLOUDHSM_AES_GCM)",
+        );
+        assert_eq!(ct.len(), 12 + pt.len() + 16, "IV || ciphertext || tag");
+        let again = ok(
+            c.raw
+                .encrypt(c.s, &mut Mech::with(m, &gcm_params(&mut [], aad)), k, pt),
+            "second encryption",
+        );
+        assert_ne!(ct[..12], again[..12], "a fresh IV per message");
+        let mut iv = ct[..12].to_vec();
+        let std = ok(
+            c.raw.decrypt(
+                c.s,
+                &mut Mech::with(CKM_AES_GCM, &gcm_params(&mut iv, aad)),
+                k,
+                &ct[12..],
+            ),
+            "standard AES-GCM decryption of the vendor ciphertext",
+        );
+        assert_eq!(std, pt);
+        let back = ok(
+            c.raw
+                .decrypt(c.s, &mut Mech::with(m, &gcm_params(&mut [], aad)), k, &ct),
+            "C_Decrypt(CKM_CLOUDHSM_AES_GCM)",
+        );
+        assert_eq!(back, pt);
+        let mut with_iv = [0u8; 12];
+        assert_eq!(
+            c.raw
+                .encrypt(
+                    c.s,
+                    &mut Mech::with(m, &gcm_params(&mut with_iv, aad)),
+                    k,
+                    pt
+                )
+                .map_err(rv_name),
+            Err(rv_name(CKR_MECHANISM_PARAM_INVALID)),
+            "the vendor mechanism refuses a caller IV"
+        );
+        let target = c.secret(CKK_GENERIC_SECRET, &[5u8; 24]);
+        let wrapped = ok(
+            c.raw.wrap(
+                c.s,
+                &mut Mech::with(m, &gcm_params(&mut [], &[])),
+                k,
+                target,
+            ),
+            "C_WrapKey(CKM_CLOUDHSM_AES_GCM)",
+        );
+        let unwrapped = ok(
+            c.raw.unwrap(
+                c.s,
+                &mut Mech::with(m, &gcm_params(&mut [], &[])),
+                k,
+                &wrapped,
+                &mut unwrap_secret_tmpl(CKK_GENERIC_SECRET, None),
+            ),
+            "C_UnwrapKey(CKM_CLOUDHSM_AES_GCM)",
+        );
+        assert_eq!(c.value(unwrapped), [5u8; 24]);
+    }
+}
+
+/// CloudHSM's AES key wraps are RFC 3394 over the key padded (none, PKCS#5, zeros):
+/// checked byte for byte against CKM_AES_KEY_WRAP of the padded value.
+fn cloudhsm_kw(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    let i = info(&c.raw, c.slot, m);
+    for bits in [i.ulMinKeySize, i.ulMaxKeySize] {
+        let kek = c.secret(CKK_AES, &vec![0x31u8; (bits / 8) as usize]);
+        let data: Vec<u8> = if m == CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD {
+            (0..32).collect()
+        } else {
+            (0..20).collect()
+        };
+        let padded: Vec<u8> = match m {
+            CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD => [data.clone(), vec![4u8; 4]].concat(),
+            CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD => [data.clone(), vec![0u8; 4]].concat(),
+            _ => data.clone(),
+        };
+        let target = c.secret(CKK_GENERIC_SECRET, &data);
+        let reference_key = c.secret(CKK_GENERIC_SECRET, &padded);
+        let got = ok(
+            c.raw.wrap(c.s, &mut Mech::new(m), kek, target),
+            "C_WrapKey(CloudHSM)",
+        );
+        let want = ok(
+            c.raw
+                .wrap(c.s, &mut Mech::new(CKM_AES_KEY_WRAP), kek, reference_key),
+            "C_WrapKey(AES_KEY_WRAP of the padded value)",
+        );
+        assert_eq!(hex::encode(&got), hex::encode(&want), "0x{m:x}");
+        let len = (m == CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD).then_some(data.len() as CK_ULONG);
+        let back = ok(
+            c.raw.unwrap(
+                c.s,
+                &mut Mech::new(m),
+                kek,
+                &got,
+                &mut unwrap_secret_tmpl(CKK_GENERIC_SECRET, len),
+            ),
+            "C_UnwrapKey(CloudHSM)",
+        );
+        assert_eq!(c.value(back), data, "0x{m:x} round trip");
     }
 }

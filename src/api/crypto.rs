@@ -63,7 +63,7 @@ pub fn op_init(
     kind: OpKind,
     mech: &Mechanism,
     key: Option<CK_OBJECT_HANDLE>,
-) -> Result<()> {
+) -> Result<Option<Vec<u8>>> {
     let (_lib, s) = session(h)?;
     if s.ops.lock().slot(kind).is_some() {
         return Err(Error::OperationActive);
@@ -76,6 +76,7 @@ pub fn op_init(
             ops::new_cipher_op(kind, mech, &entry, profile)?
         }
     };
+    let generated = op.generated_iv().map(<[u8]>::to_vec);
     let mut guard = s.ops.lock();
     let slot = guard.slot(kind);
     if slot.is_some() {
@@ -86,7 +87,7 @@ pub fn op_init(
         cached: None,
         multipart: false,
     });
-    Ok(())
+    Ok(generated)
 }
 
 /// C_Encrypt, C_Decrypt, C_Digest, C_Sign, C_SignRecover, C_VerifyRecover.

@@ -321,8 +321,101 @@ fn wrap_iv4(mech: &Mechanism) -> Result<Option<[u8; 4]>> {
 }
 
 /// Wraps or unwraps `data` with a loaded wrapping key.
+/// The length of one DER TLV at the start of `b` (definite lengths only).
+fn der_tlv_len(b: &[u8]) -> Option<usize> {
+    let first = *b.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let total = header.checked_add(len)?;
+    (total <= b.len()).then_some(total)
+}
+
+/// CloudHSM's padded AES key wraps: PKCS#5 padding or zero padding to a multiple of 8
+/// bytes, then RFC 3394.
+fn cloudhsm_kw(
+    mech_ty: CK_MECHANISM_TYPE,
+    kek: &[u8],
+    iv: Option<[u8; 8]>,
+    data: &[u8],
+    wrap: bool,
+) -> Result<SecretBytes> {
+    use crate::crypto::keywrap::{aes_kw_unwrap, aes_kw_wrap};
+    use crate::vendor::*;
+    if wrap {
+        let mut padded = SecretBytes::from_slice(data);
+        let pad = 8 - data.len() % 8;
+        let extra: Vec<u8> = match mech_ty {
+            CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD => vec![pad as u8; pad],
+            CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD if data.len() % 8 != 0 => vec![0; pad],
+            _ => Vec::new(),
+        };
+        if !extra.is_empty() {
+            let mut v = SecretBytes::zeroed(data.len() + extra.len());
+            v.expose_mut()[..data.len()].copy_from_slice(data);
+            v.expose_mut()[data.len()..].copy_from_slice(&extra);
+            padded = v;
+        }
+        return Ok(SecretBytes::new(aes_kw_wrap(
+            kek,
+            padded.expose(),
+            iv.as_ref(),
+        )?));
+    }
+    let plain = aes_kw_unwrap(kek, data, iv.as_ref())?;
+    match mech_ty {
+        CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD => {
+            let p = plain.expose();
+            let n = *p.last().ok_or(Error::WrappedKeyInvalid)? as usize;
+            if n == 0 || n > 8 || n > p.len() || !p[p.len() - n..].iter().all(|b| *b as usize == n)
+            {
+                return Err(Error::WrappedKeyInvalid);
+            }
+            Ok(SecretBytes::from_slice(&p[..p.len() - n]))
+        }
+        // Zero padding is trimmed by the unwrapped key itself: the DER length of a private
+        // key, or CKA_VALUE_LEN of a secret key (in unwrap_key).
+        CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD => match der_tlv_len(plain.expose()) {
+            Some(n)
+                if plain.expose().first() == Some(&0x30)
+                    && plain.expose()[n..].iter().all(|b| *b == 0) =>
+            {
+                Ok(SecretBytes::from_slice(&plain.expose()[..n]))
+            }
+            _ => Ok(plain),
+        },
+        _ => Ok(plain),
+    }
+}
+
 fn wrap_with(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Result<SecretBytes> {
+    use crate::vendor::*;
     Ok(match (mech.ty, key) {
+        (
+            CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD
+            | CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD
+            | CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD,
+            LoadedKey::Aes { value, .. },
+        ) => cloudhsm_kw(mech.ty, value.expose(), wrap_iv8(mech)?, data, wrap)?,
+        (CKM_AES_GCM | CKM_CLOUDHSM_AES_GCM, LoadedKey::Aes { gcm, .. }) => {
+            let (iv, aad, tag_len) = ops::gcm_params(mech)?;
+            let dir = if wrap {
+                crate::crypto::block::Direction::Encrypt
+            } else {
+                crate::crypto::block::Direction::Decrypt
+            };
+            ops::gcm_apply(gcm, &iv, &aad, tag_len, dir, data)?
+        }
         (CKM_AES_KEY_WRAP, LoadedKey::Aes { value, .. }) => {
             let iv = wrap_iv8(mech)?;
             if wrap {
@@ -732,8 +825,7 @@ fn derive_bytes(
             Ok(SecretBytes::from_slice(&out.expose()[..len]))
         }
         (
-            crate::vendor::CKM_SP800_108_COUNTER_KDF
-            | crate::vendor::CKM_SP800_108_COUNTER_KDF_CLOUDHSM,
+            CKM_SP800_108_COUNTER_KDF | crate::vendor::CKM_SP800_108_COUNTER_KDF_CLOUDHSM,
             Params::Kbkdf { prf, segments },
         ) => {
             use crate::crypto::kdf::CounterKdfPart;
@@ -888,4 +980,33 @@ pub fn derive_key(
     );
     check_may_create(&s, obj.is_token(), obj.is_private())?;
     s.cluster.insert_object(obj, s.handle, &s.hsm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_lengths() {
+        assert_eq!(der_tlv_len(&[0x30, 0x03, 1, 2, 3, 0, 0]), Some(5));
+        assert_eq!(der_tlv_len(&[0x30, 0x81, 0x02, 1, 2]), Some(5));
+        assert_eq!(der_tlv_len(&[0x30, 0x05, 1]), None);
+        assert_eq!(der_tlv_len(&[0x30]), None);
+    }
+
+    #[test]
+    fn cloudhsm_zero_pad_trims_a_private_key_by_its_der_length() {
+        let kek = [1u8; 32];
+        let mut der = vec![0x30u8, 18, 0x04, 16];
+        der.extend_from_slice(&[7u8; 16]);
+        let m = crate::vendor::CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD;
+        let wrapped = cloudhsm_kw(m, &kek, None, &der, true).unwrap();
+        assert_eq!(wrapped.len(), 24 + 8);
+        let back = cloudhsm_kw(m, &kek, None, wrapped.expose(), false).unwrap();
+        assert_eq!(back.expose(), der.as_slice());
+        let p5 = crate::vendor::CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD;
+        let w = cloudhsm_kw(p5, &kek, None, &[9u8; 8], true).unwrap();
+        assert_eq!(w.len(), 16 + 8, "a full block of padding when already aligned");
+        assert_eq!(cloudhsm_kw(p5, &kek, None, w.expose(), false).unwrap().expose(), &[9u8; 8]);
+    }
 }

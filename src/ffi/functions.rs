@@ -646,7 +646,12 @@ macro_rules! op_init_fn {
             guard(stringify!($name), || {
                 // SAFETY: NULL or a valid CK_MECHANISM.
                 let m = unsafe { read_mechanism(p_mech) }?;
-                api::crypto::op_init(h, $kind, &m, Some(key))
+                if let Some(iv) = api::crypto::op_init(h, $kind, &m, Some(key))? {
+                    // SAFETY: p_mech was read successfully above; its GCM parameter is
+                    // valid as the spec requires.
+                    unsafe { super::params::write_back_gcm_iv(p_mech, &iv) }?;
+                }
+                Ok(())
             })
         }
     };
@@ -764,7 +769,7 @@ pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, p_mech: CK_MECHANISM
     guard("C_DigestInit", || {
         // SAFETY: NULL or a valid CK_MECHANISM.
         let m = unsafe { read_mechanism(p_mech) }?;
-        api::crypto::op_init(h, OpKind::Digest, &m, None)
+        api::crypto::op_init(h, OpKind::Digest, &m, None).map(|_| ())
     })
 }
 

@@ -188,7 +188,7 @@ unsafe fn decode(ty: CK_MECHANISM_TYPE, p: *const std::ffi::c_void, len: usize) 
                     oaep: Box::new(o),
                 }
             }
-            crate::vendor::CKM_SP800_108_COUNTER_KDF => kbkdf_standard(p, len)?,
+            CKM_SP800_108_COUNTER_KDF => kbkdf_standard(p, len)?,
             crate::vendor::CKM_SP800_108_COUNTER_KDF_CLOUDHSM => {
                 if len == size_of::<CloudHsmKdfParams>() {
                     kbkdf_cloudhsm(p, len)?
@@ -424,4 +424,26 @@ unsafe fn prf_items<'a>(
     }
     // SAFETY: non-NULL, aligned, and the caller declared `n` entries.
     Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
+}
+
+/// Writes a token-generated IV into CK_GCM_PARAMS.pIv. Both GCM parameter layouts start
+/// with pIv and ulIvLen, so this is layout-independent.
+///
+/// # Safety
+/// `mech` must be a CK_MECHANISM that `read_mechanism` accepted as GCM parameters.
+pub unsafe fn write_back_gcm_iv(mech: *const CK_MECHANISM, iv: &[u8]) -> Result<()> {
+    // SAFETY: read_mechanism already checked mech and its parameter for NULL and size.
+    unsafe {
+        let m = mech.as_ref().ok_or(Error::ArgumentsBad("NULL mechanism"))?;
+        let g = (m.pParameter as *const GcmParamsV240)
+            .as_ref()
+            .ok_or(Error::ArgumentsBad("NULL GCM parameters"))?;
+        if g.p_iv.is_null() || to_usize(g.ul_iv_len)? < iv.len() {
+            return Err(Error::MechanismParamInvalid(
+                "the GCM IV buffer is too small for the generated IV".into(),
+            ));
+        }
+        std::ptr::copy_nonoverlapping(iv.as_ptr(), g.p_iv, iv.len());
+    }
+    Ok(())
 }

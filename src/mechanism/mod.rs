@@ -113,6 +113,11 @@ pub trait CipherOp: Send {
     fn multipart(&self) -> bool {
         true
     }
+    /// An IV the token generated at init, to be written back to the caller (CloudHSM's
+    /// AES-GCM).
+    fn generated_iv(&self) -> Option<&[u8]> {
+        None
+    }
     /// C_DigestKey: feed a secret key's value (digests only).
     fn digest_key(&mut self, _value: &[u8]) -> Result<()> {
         Err(crate::error::Error::KeyIndigestible)

@@ -349,7 +349,10 @@ impl CipherOp for StreamOp {
 /// (decryption must not release plaintext before the tag is checked).
 struct GcmOp {
     key: Arc<GcmKey>,
+    /// The IV, or empty for CKM_CLOUDHSM_AES_GCM (generated per message and prepended).
     iv: Vec<u8>,
+    /// An IV the token generated at init that the FFI layer writes back to the caller.
+    generated_iv: Option<Vec<u8>>,
     aad: Vec<u8>,
     tag_len: usize,
     dir: Direction,
@@ -359,14 +362,14 @@ struct GcmOp {
 
 impl CipherOp for GcmOp {
     fn one_shot(&mut self, input: &[u8]) -> Result<SecretBytes> {
-        Ok(match self.dir {
-            Direction::Encrypt => {
-                SecretBytes::new(self.key.seal(&self.iv, &self.aad, input, self.tag_len)?)
-            }
-            Direction::Decrypt => {
-                SecretBytes::new(self.key.open(&self.iv, &self.aad, input, self.tag_len)?)
-            }
-        })
+        gcm_apply(
+            &self.key,
+            &self.iv,
+            &self.aad,
+            self.tag_len,
+            self.dir,
+            input,
+        )
     }
     fn update(&mut self, input: &[u8]) -> Result<Vec<u8>> {
         let mut next = SecretBytes::zeroed(self.buffer.len() + input.len());
@@ -385,6 +388,72 @@ impl CipherOp for GcmOp {
     fn multipart(&self) -> bool {
         self.multipart_allowed
     }
+    fn generated_iv(&self) -> Option<&[u8]> {
+        self.generated_iv.as_deref()
+    }
+}
+
+/// Length of the IV CKM_CLOUDHSM_AES_GCM generates and prepends.
+pub const CLOUDHSM_GCM_IV_LEN: usize = 12;
+
+/// One AES-GCM seal or open. An empty `iv` means CloudHSM's in-band form: encryption
+/// generates a 12-byte IV and prepends it, decryption reads it from the front.
+pub fn gcm_apply(
+    key: &GcmKey,
+    iv: &[u8],
+    aad: &[u8],
+    tag_len: usize,
+    dir: Direction,
+    input: &[u8],
+) -> Result<SecretBytes> {
+    Ok(match (dir, iv.is_empty()) {
+        (Direction::Encrypt, false) => SecretBytes::new(key.seal(iv, aad, input, tag_len)?),
+        (Direction::Decrypt, false) => SecretBytes::new(key.open(iv, aad, input, tag_len)?),
+        (Direction::Encrypt, true) => {
+            let fresh = crate::crypto::rng::random_vec(CLOUDHSM_GCM_IV_LEN)?;
+            let mut out = fresh.clone();
+            out.extend_from_slice(&key.seal(&fresh, aad, input, tag_len)?);
+            SecretBytes::new(out)
+        }
+        (Direction::Decrypt, true) => {
+            if input.len() < CLOUDHSM_GCM_IV_LEN + tag_len {
+                return Err(Error::EncryptedDataLenRange);
+            }
+            let (iv, rest) = input.split_at(CLOUDHSM_GCM_IV_LEN);
+            SecretBytes::new(key.open(iv, aad, rest, tag_len)?)
+        }
+    })
+}
+
+/// Decodes GCM parameters for CKM_AES_GCM and CKM_CLOUDHSM_AES_GCM: (iv, aad, tag length).
+/// The vendor mechanism takes no IV (the token makes one per message).
+pub fn gcm_params(mech: &Mechanism) -> Result<(Vec<u8>, Vec<u8>, usize)> {
+    let vendor = mech.ty == crate::vendor::CKM_CLOUDHSM_AES_GCM;
+    let (iv, aad, tag_bits) = match &mech.params {
+        Params::Gcm { iv, aad, tag_bits } => (iv.clone(), aad.clone(), *tag_bits),
+        Params::None if vendor => (Vec::new(), Vec::new(), 128),
+        _ => {
+            return Err(Error::MechanismParamInvalid(
+                "CK_GCM_PARAMS required".into(),
+            ))
+        }
+    };
+    if tag_bits % 8 != 0 || !(32..=128).contains(&tag_bits) {
+        return Err(Error::MechanismParamInvalid(
+            "GCM tag must be 32..128 bits in whole bytes".into(),
+        ));
+    }
+    if vendor && !iv.is_empty() {
+        return Err(Error::MechanismParamInvalid(
+            "CKM_CLOUDHSM_AES_GCM generates the IV: pass none".into(),
+        ));
+    }
+    if !vendor && (iv.is_empty() || iv.len() > 256) {
+        return Err(Error::MechanismParamInvalid(
+            "GCM IV must be 1..256 bytes".into(),
+        ));
+    }
+    Ok((iv, aad, tag_bits / 8))
 }
 
 fn direction(kind: OpKind) -> Result<Direction> {
@@ -415,7 +484,12 @@ fn new_symmetric(
     let dir = direction(kind)?;
     let cipher: Arc<BlockCipher> = match (mech.ty, key) {
         (
-            CKM_AES_ECB | CKM_AES_CBC | CKM_AES_CBC_PAD | CKM_AES_CTR | CKM_AES_GCM,
+            CKM_AES_ECB
+            | CKM_AES_CBC
+            | CKM_AES_CBC_PAD
+            | CKM_AES_CTR
+            | CKM_AES_GCM
+            | crate::vendor::CKM_CLOUDHSM_AES_GCM,
             LoadedKey::Aes { cipher, .. },
         ) => cipher.clone(),
         (CKM_DES3_ECB | CKM_DES3_CBC | CKM_DES3_CBC_PAD, LoadedKey::Des3 { cipher }) => {
@@ -446,29 +520,29 @@ fn new_symmetric(
                 ))
             }
         },
-        CKM_AES_GCM => {
+        CKM_AES_GCM | crate::vendor::CKM_CLOUDHSM_AES_GCM => {
             let LoadedKey::Aes { gcm, .. } = key else {
                 return Err(Error::KeyTypeInconsistent);
             };
-            let Params::Gcm { iv, aad, tag_bits } = &mech.params else {
-                return Err(Error::MechanismParamInvalid(
-                    "CK_GCM_PARAMS required".into(),
-                ));
-            };
-            if iv.is_empty()
-                || iv.len() > 256
-                || *tag_bits % 8 != 0
-                || !(32..=128).contains(tag_bits)
-            {
-                return Err(Error::MechanismParamInvalid(
-                    "GCM: IV 1..256 bytes, tag 32..128 bits in whole bytes".into(),
-                ));
+            let (mut iv, aad, tag_len) = gcm_params(mech)?;
+            // CloudHSM generates the IV of CKM_AES_GCM encryption itself and writes it
+            // back into the caller's CK_GCM_PARAMS.pIv (which must hold 12 bytes).
+            let mut generated_iv = None;
+            if profile == Profile::CloudHsm && mech.ty == CKM_AES_GCM && dir == Direction::Encrypt {
+                if iv.len() != CLOUDHSM_GCM_IV_LEN {
+                    return Err(Error::MechanismParamInvalid(
+                        "CloudHSM: pass a 12-byte IV buffer for the generated IV".into(),
+                    ));
+                }
+                iv = crate::crypto::rng::random_vec(CLOUDHSM_GCM_IV_LEN)?;
+                generated_iv = Some(iv.clone());
             }
             return Ok(Box::new(GcmOp {
                 key: gcm.clone(),
-                iv: iv.clone(),
-                aad: aad.clone(),
-                tag_len: tag_bits / 8,
+                iv,
+                generated_iv,
+                aad,
+                tag_len,
                 dir,
                 buffer: SecretBytes::new(Vec::new()),
                 // CloudHSM offers no multi-part AES-GCM.

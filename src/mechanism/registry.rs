@@ -3,7 +3,7 @@
 //! and the operation constructors refuse anything not in it.
 
 use crate::cluster::Profile;
-use crate::vendor::{CKM_SP800_108_COUNTER_KDF, CKM_SP800_108_COUNTER_KDF_CLOUDHSM};
+use crate::vendor::*;
 use cryptoki_sys::*;
 
 /// Which profiles offer a mechanism. CloudHSM's list is 2.40-only plus its vendor ones.
@@ -157,7 +157,7 @@ pub static REGISTRY: &[Entry] = &[
     m(CKM_AES_CBC, 128, 256, ENC, Both),
     m(CKM_AES_CBC_PAD, 128, 256, ENC | WRAP, Both),
     m(CKM_AES_CTR, 128, 256, ENC, Both),
-    m(CKM_AES_GCM, 128, 256, ENC, Both),
+    m(CKM_AES_GCM, 128, 256, ENC | WRAP, Both),
     m(CKM_AES_CMAC, 128, 256, SIG, Both),
     m(CKM_AES_CMAC_GENERAL, 128, 256, SIG, Both),
     m(CKM_AES_KEY_WRAP, 128, 256, WRAP, Both),
@@ -167,6 +167,10 @@ pub static REGISTRY: &[Entry] = &[
     m(CKM_HKDF_DERIVE, 1, 512, CKF_DERIVE, StandardOnly),
     m(CKM_SP800_108_COUNTER_KDF, 1, 512, CKF_DERIVE, StandardOnly),
     m(CKM_SP800_108_COUNTER_KDF_CLOUDHSM, 1, 512, CKF_DERIVE, Both),
+    m(CKM_CLOUDHSM_AES_GCM, 128, 256, ENC | WRAP, Both),
+    m(CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD, 128, 256, WRAP, Both),
+    m(CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD, 128, 256, WRAP, Both),
+    m(CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD, 128, 256, WRAP, Both),
 ];
 
 fn offered_in(e: &Entry, profile: Profile) -> bool {
