@@ -186,6 +186,17 @@ impl fmt::Display for Error {
                 write!(f, "{}(attribute 0x{t:x})", variant_name(self))
             }
             Error::MechanismInvalid(m) => write!(f, "MechanismInvalid(0x{m:x})"),
+            Error::GeneralError(m)
+            | Error::DeviceError(m)
+            | Error::DeviceMemory(m)
+            | Error::FunctionFailed(m)
+            | Error::TemplateInconsistent(m)
+            | Error::ActionProhibited(m)
+            | Error::MechanismParamInvalid(m)
+            | Error::TokenNotRecognized(m) => f.write_str(m),
+            Error::ArgumentsBad(m)
+            | Error::FunctionNotSupported(m)
+            | Error::KeyFunctionNotPermitted(m) => f.write_str(m),
             other => write!(f, "{other:?}"),
         }
     }

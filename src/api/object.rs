@@ -100,9 +100,17 @@ pub fn get_attributes(
 ) -> Result<Vec<AttrAnswer>> {
     let (_lib, s) = session(handle)?;
     let entry = s.cluster.entry(object, Access::Read)?;
+    // Only the owner may export a key's secret value; users it is shared with may not.
+    let shared_only = match s.cluster.login_state() {
+        LoginState::User(me) => entry.object.owner.as_ref().is_some_and(|o| *o != me),
+        _ => false,
+    };
     Ok(types
         .iter()
         .map(|ty| match entry.object.reveal(*ty) {
+            Reveal::Value(_) if shared_only && entry.object.secret(*ty).is_some() => {
+                AttrAnswer::Sensitive
+            }
             Reveal::Value(v) => AttrAnswer::Value(v.to_vec()),
             Reveal::Sensitive => AttrAnswer::Sensitive,
             Reveal::Invalid => AttrAnswer::Invalid,

@@ -203,7 +203,7 @@ pub fn init_token(slot: CK_SLOT_ID, so_pin: &[u8], label: &[u8]) -> Result<()> {
             )?;
             let mk = store::seal::MasterKey::generate()?;
             let so = users::make_user(
-                id,
+                &cluster::token_id(&row),
                 &name,
                 Role::CryptoOfficer,
                 password.expose(),
@@ -234,8 +234,9 @@ pub fn init_token(slot: CK_SLOT_ID, so_pin: &[u8], label: &[u8]) -> Result<()> {
             c.verify_password(&name, Role::CryptoOfficer, password.expose())?;
             let mk = store::seal::MasterKey::generate()?;
             let iterations = c.inner.read().row.kdf_iterations;
+            let token = c.inner.read().token_id.clone();
             let so = users::make_user(
-                c.id,
+                &token,
                 &name,
                 Role::CryptoOfficer,
                 password.expose(),
@@ -337,7 +338,8 @@ pub fn set_pin(session: CK_SESSION_HANDLE, old_pin: &[u8], new_pin: &[u8]) -> Re
     check_new_password(c.profile(), new_password.len(), new_pin.len())?;
     let mk = c.verify_password(&name, role, old_password.expose())?;
     let iterations = c.inner.read().row.kdf_iterations;
-    let row = users::make_user(c.id, &name, role, new_password.expose(), &mk, iterations)?;
+    let token = c.inner.read().token_id.clone();
+    let row = users::make_user(&token, &name, role, new_password.expose(), &mk, iterations)?;
     let instances = c.serving_instances();
     c.write(|tx| {
         store::put_user(tx, c.id, &row)?;

@@ -6,6 +6,7 @@
 //! library → cluster `inner` → session operation state. No crypto runs under `inner`.
 
 pub mod audit;
+pub mod backup;
 pub mod hsm;
 pub mod objects;
 pub mod users;
@@ -71,6 +72,8 @@ pub enum LoginState {
 
 pub struct ClusterInner {
     pub row: ClusterRow,
+    /// The token's identity in every seal's AAD; survives backup and restore.
+    pub token_id: String,
     pub profile: Profile,
     pub hsms: Vec<HsmRuntime>,
     pub users: Vec<UserRow>,
@@ -103,6 +106,7 @@ impl Cluster {
         let profile = Profile::parse(&row.profile)?;
         let counter = store.change_counter();
         let inner = ClusterInner {
+            token_id: token_id(&row),
             profile,
             hsms: Vec::new(),
             users: Vec::new(),
@@ -150,6 +154,7 @@ impl Cluster {
     fn reload_locked(&self, inner: &mut ClusterInner) -> Result<()> {
         if let Some(row) = self.store.clusters()?.into_iter().find(|c| c.id == self.id) {
             inner.profile = Profile::parse(&row.profile)?;
+            inner.token_id = token_id(&row);
             inner.row = row;
         }
         let rows = self.store.hsms(self.id)?;
@@ -170,6 +175,32 @@ impl Cluster {
                 }
             })
             .collect();
+        // Session objects live on one instance only (as in CloudHSM): if it is down they
+        // are gone.
+        let down: Vec<String> = inner
+            .hsms
+            .iter()
+            .filter(|h| !h.health.serving())
+            .map(|h| h.id.clone())
+            .collect();
+        if !down.is_empty() {
+            let lost: Vec<CK_OBJECT_HANDLE> = inner
+                .objects
+                .all()
+                .filter(|e| e.session.is_some())
+                .filter(|e| {
+                    inner
+                        .replicas
+                        .get(&e.handle)
+                        .is_some_and(|r| r.iter().all(|h| down.contains(h)))
+                })
+                .map(|e| e.handle)
+                .collect();
+            for h in lost {
+                inner.objects.remove(h);
+                inner.replicas.remove(&h);
+            }
+        }
         inner.users = self.store.users(self.id)?;
         inner.failures = self
             .store
@@ -186,7 +217,7 @@ impl Cluster {
         }
         for row in rows {
             inner.applied_seq = inner.applied_seq.max(row.seq);
-            if let Err(e) = objects::apply_row(self.id, inner, row) {
+            if let Err(e) = objects::apply_row(inner, row) {
                 crate::log_warn!(
                     "cluster {}: skipping a stored object that cannot be read: {e}",
                     self.id
@@ -241,23 +272,15 @@ pub fn create_cluster(
     if azs.is_empty() || azs.len() > 28 {
         return Err(Error::ArgumentsBad("a cluster has 1 to 28 HSM instances"));
     }
-    let serial = format!(
-        "{:016x}",
-        u64::from_be_bytes(
-            crate::store::seal::random_bytes(8)?
-                .try_into()
-                .unwrap_or([0; 8])
-        ) >> 4
-            | (id as u64) << 60
-    );
+    let serial = random_hex(8)?;
     let row = ClusterRow {
         id,
         label: label.to_string(),
-        serial: serial[serial.len() - 16..].to_string(),
+        serial,
         profile: profile.to_string(),
         kdf_iterations: config.kdf_iterations,
         created: audit::now_utc(),
-        settings: "{}".into(),
+        settings: serde_json::json!({ "token_id": random_hex(16)? }).to_string(),
     };
     let hsms: Vec<store::HsmRow> = azs
         .iter()
@@ -275,4 +298,24 @@ pub fn create_cluster(
 /// An object as it is about to be stored: the cluster's view of who may do what.
 pub fn owner_of(obj: &Object) -> Option<&str> {
     obj.owner.as_deref()
+}
+
+/// The token identity bound into seals: `settings.token_id`, else one derived from the id.
+pub fn token_id(row: &ClusterRow) -> String {
+    serde_json::from_str::<serde_json::Value>(&row.settings)
+        .ok()
+        .and_then(|v| {
+            v.get("token_id")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("cluster-{}", row.id))
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> Result<String> {
+    Ok(crate::store::seal::random_bytes(n)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

@@ -23,8 +23,8 @@ pub enum Access {
     Own,
 }
 
-fn seal_aad(cluster_id: i64, uid: &str) -> Vec<u8> {
-    format!("clusterhsm-obj:{cluster_id}:{uid}").into_bytes()
+fn seal_aad(token_id: &str, uid: &str) -> Vec<u8> {
+    format!("clusterhsm-obj:{token_id}:{uid}").into_bytes()
 }
 
 pub fn new_uid() -> Result<String> {
@@ -44,7 +44,7 @@ fn sealed_types(obj: &Object) -> Vec<CK_ATTRIBUTE_TYPE> {
 
 /// Encodes an object for the store; secrets are sealed under the master key.
 pub fn to_row(
-    cluster_id: i64,
+    token_id: &str,
     obj: &Object,
     mk: Option<&MasterKey>,
     replicas: Vec<String>,
@@ -66,7 +66,7 @@ pub fn to_row(
                 .map(|s| (*k, s.expose()))
                 .or_else(|| obj.attrs.get(k).map(|v| (*k, v.as_slice())))
         })));
-        Some(mk.seal(&seal_aad(cluster_id, &obj.uid), plain.expose())?)
+        Some(mk.seal(&seal_aad(token_id, &obj.uid), plain.expose())?)
     };
     Ok(ObjectRow {
         uid: obj.uid.clone(),
@@ -99,8 +99,8 @@ fn object_from_attrs(uid: &str, attrs: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>) -> Res
     })
 }
 
-fn merge_sealed(cluster_id: i64, obj: &mut Object, mk: &MasterKey, sealed: &[u8]) -> Result<()> {
-    let plain = mk.open(&seal_aad(cluster_id, &obj.uid), sealed)?;
+fn merge_sealed(token_id: &str, obj: &mut Object, mk: &MasterKey, sealed: &[u8]) -> Result<()> {
+    let plain = mk.open(&seal_aad(token_id, &obj.uid), sealed)?;
     for (ty, value) in record::decode(plain.expose())? {
         if schema::is_secret(ty, obj.class, obj.key_type) {
             obj.secrets.insert(ty, SecretBytes::new(value));
@@ -112,14 +112,14 @@ fn merge_sealed(cluster_id: i64, obj: &mut Object, mk: &MasterKey, sealed: &[u8]
 }
 
 /// Applies one stored row to this process's index (new object or new version).
-pub fn apply_row(cluster_id: i64, inner: &mut ClusterInner, row: ObjectRow) -> Result<()> {
+pub fn apply_row(inner: &mut ClusterInner, row: ObjectRow) -> Result<()> {
     let mut obj = object_from_attrs(&row.uid, record::decode(&row.attrs)?)?;
     obj.owner = row.owner;
     obj.shared_with = row.shared;
     let mut pending = None;
     if let Some(sealed) = row.sealed {
         match inner.master_key.clone() {
-            Some(mk) => merge_sealed(cluster_id, &mut obj, &mk, &sealed)?,
+            Some(mk) => merge_sealed(&inner.token_id, &mut obj, &mk, &sealed)?,
             None => pending = Some(sealed),
         }
     }
@@ -143,7 +143,7 @@ pub fn unseal_pending(cluster_id: i64, inner: &mut ClusterInner) {
             continue;
         };
         let mut obj = entry.object.duplicate(entry.object.uid.clone());
-        match merge_sealed(cluster_id, &mut obj, &mk, &sealed) {
+        match merge_sealed(&inner.token_id, &mut obj, &mk, &sealed) {
             Ok(()) => {
                 inner.objects.replace(handle, obj);
             }
@@ -273,7 +273,8 @@ impl Cluster {
             return Err(Error::DeviceError("no HSM instance is serving".into()));
         }
         let mk = self.inner.read().master_key.clone();
-        let row = to_row(self.id, &obj, mk.as_deref(), replicas.clone())?;
+        let token = self.inner.read().token_id.clone();
+        let row = to_row(&token, &obj, mk.as_deref(), replicas.clone())?;
         let user = self.current_user();
         let uid = obj.uid.clone();
         self.write(|tx| {
@@ -310,7 +311,8 @@ impl Cluster {
             return Ok(());
         }
         let mk = self.inner.read().master_key.clone();
-        let row = to_row(self.id, &next, mk.as_deref(), replicas.clone())?;
+        let token = self.inner.read().token_id.clone();
+        let row = to_row(&token, &next, mk.as_deref(), replicas.clone())?;
         let user = self.current_user();
         self.write(|tx| {
             store::put_object(tx, self.id, &row)?;
@@ -378,5 +380,38 @@ impl Cluster {
             .get(&handle)
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+impl Cluster {
+    /// Shares or unshares a key the logged-in Crypto User owns with another Crypto User
+    /// (`clusterhsm key share|unshare`). Only the owner may.
+    pub fn share(&self, uid: &str, with: &str, share: bool) -> Result<()> {
+        self.refresh()?;
+        let me = match self.login_state() {
+            LoginState::User(n) => n,
+            _ => return Err(Error::UserNotLoggedIn),
+        };
+        if !self.has_crypto_user(with) {
+            return Err(Error::ArgumentsBad("no such crypto user"));
+        }
+        let handle = self
+            .inner
+            .read()
+            .objects
+            .handle_of(uid)
+            .ok_or(Error::ArgumentsBad("no such key"))?;
+        let entry = self.entry(handle, Access::Own)?;
+        if entry.object.owner.as_deref() != Some(me.as_str()) {
+            return Err(Error::ActionProhibited(
+                "only the owner may share a key".into(),
+            ));
+        }
+        let mut next = entry.object.duplicate(entry.object.uid.clone());
+        next.shared_with.retain(|u| u != with);
+        if share && with != me {
+            next.shared_with.push(with.to_string());
+        }
+        self.update_object(handle, next)
     }
 }

@@ -53,8 +53,8 @@ pub fn split_pin(pin: &[u8], role: Role) -> (String, SecretBytes) {
     (default.to_string(), SecretBytes::from_slice(pin))
 }
 
-fn wrap_aad(cluster_id: i64, name: &str) -> Vec<u8> {
-    format!("clusterhsm-mk:{cluster_id}:{name}").into_bytes()
+fn wrap_aad(token_id: &str, name: &str) -> Vec<u8> {
+    format!("clusterhsm-mk:{token_id}:{name}").into_bytes()
 }
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -73,7 +73,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 /// Builds a user row whose wrapped master key opens with `password`.
 pub fn make_user(
-    cluster_id: i64,
+    token_id: &str,
     name: &str,
     role: Role,
     password: &[u8],
@@ -82,7 +82,7 @@ pub fn make_user(
 ) -> Result<UserRow> {
     let salt = seal::random_bytes(seal::SALT_LEN)?;
     let wrapped =
-        seal::wrap_master_key(mk, password, &salt, iterations, &wrap_aad(cluster_id, name))?;
+        seal::wrap_master_key(mk, password, &salt, iterations, &wrap_aad(token_id, name))?;
     Ok(UserRow {
         name: name.to_string(),
         role: role.name().to_string(),
@@ -140,7 +140,7 @@ impl Cluster {
     /// does, and returns the unwrapped master key.
     pub fn verify_password(&self, name: &str, role: Role, password: &[u8]) -> Result<MasterKey> {
         self.refresh()?;
-        let (user, hsm_id, failures, iterations) = {
+        let (user, hsm_id, failures, iterations, token) = {
             let mut inner = self.inner.write();
             let turn = inner.round_robin;
             inner.round_robin = inner.round_robin.wrapping_add(1);
@@ -155,7 +155,13 @@ impl Cluster {
                 .get(&(name.to_string(), hsm_id.clone()))
                 .copied()
                 .unwrap_or(0);
-            (user, hsm_id, failures, inner.row.kdf_iterations)
+            (
+                user,
+                hsm_id,
+                failures,
+                inner.row.kdf_iterations,
+                inner.token_id.clone(),
+            )
         };
         let user = match user {
             Some(u) => u,
@@ -172,7 +178,7 @@ impl Cluster {
             password,
             &user.salt,
             iterations,
-            &wrap_aad(self.id, name),
+            &wrap_aad(&token, name),
         ) {
             Ok(mk) => {
                 if failures > 0 {
@@ -255,7 +261,8 @@ impl Cluster {
             )));
         }
         let iterations = self.inner.read().row.kdf_iterations;
-        let row = make_user(self.id, name, role, password, &mk, iterations)?;
+        let token = self.inner.read().token_id.clone();
+        let row = make_user(&token, name, role, password, &mk, iterations)?;
         let instances = self.serving_instances();
         self.write(|tx| {
             store::put_user(tx, self.id, &row)?;

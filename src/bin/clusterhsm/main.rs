@@ -1,6 +1,7 @@
 //! `clusterhsm`: the admin CLI (cluster, hsm, az, user, audit, slots, status) and the
 //! `demo` main job, which drives the built libclusterhsm.so through its C ABI.
 
+mod admin;
 mod demo;
 
 use clusterhsm::cluster::hsm::Health;
@@ -25,6 +26,10 @@ usage: clusterhsm <command> [args] [--cluster ID] [--json]
   user create|delete|change-password NAME [--role co|cu] [--password P] --user CO:PASSWORD
   user unlock NAME --user CO:PASSWORD
   audit tail [N] | verify           the audit log (per instance, gap-free sequence numbers)
+  key list [--user CU:PASSWORD]     token objects: unique id, owner, sharing, replicas
+  key share|unshare UID --with USER --user OWNER:PASSWORD
+  key delete UID --user OWNER:PASSWORD
+  backup create|restore FILE --password P   encrypted backup; restore makes a new cluster
 
 The store is $CLUSTERHSM_DIR, else $XDG_DATA_HOME/clusterhsm, else ~/.local/share/clusterhsm;
 the config is $CLUSTERHSM_CONF, else /etc/clusterhsm/clusterhsm.toml.";
@@ -165,6 +170,8 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         "user" => user(args, sub),
+        "key" => admin::key(args, sub),
+        "backup" => admin::backup(args, sub),
         "audit" => {
             let ctx = open()?;
             let c = cluster_of(&ctx, args)?;
