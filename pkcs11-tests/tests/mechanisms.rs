@@ -957,17 +957,19 @@ fn eddsa(c: &mut Ctx, _m: CK_MECHANISM_TYPE) {
 
 fn aes_keygen(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
     let i = info(&c.raw, c.slot, m);
-    for bits in [i.ulMinKeySize, i.ulMaxKeySize] {
+    // PKCS#11 gives AES key sizes in bytes.
+    assert_eq!((i.ulMinKeySize, i.ulMaxKeySize), (16, 32), "AES key sizes are in bytes");
+    for bytes in [i.ulMinKeySize, i.ulMaxKeySize] {
         let mut t = Tmpl::new()
             .bool(CKA_TOKEN, false)
             .bool(CKA_ENCRYPT, true)
             .bool(CKA_DECRYPT, true)
-            .ulong(CKA_VALUE_LEN, bits / 8);
+            .ulong(CKA_VALUE_LEN, bytes);
         let k = ok(
             c.raw.generate_key(c.s, &mut Mech::new(m), &mut t),
             "C_GenerateKey(AES)",
         );
-        assert_eq!(ok(c.raw.get_ulong(c.s, k, CKA_VALUE_LEN), "len"), bits / 8);
+        assert_eq!(ok(c.raw.get_ulong(c.s, k, CKA_VALUE_LEN), "len"), bytes);
         let ct = ok(
             c.raw.encrypt(c.s, &mut Mech::new(CKM_AES_ECB), k, &[1; 32]),
             "ECB",
@@ -1230,10 +1232,10 @@ fn aes_key_wrap(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
         );
         assert_eq!(c.value(back), hx(data));
     }
-    // The reported KEK sizes (128 and 256 bits), round trip of a 256-bit AES key.
+    // The reported KEK sizes (16 and 32 bytes), round trip of a 256-bit AES key.
     let i = info(&c.raw, c.slot, m);
-    for bits in [i.ulMinKeySize, i.ulMaxKeySize] {
-        let kek: Vec<u8> = (0..bits / 8).map(|i| i as u8 ^ 0x5a).collect();
+    for bytes in [i.ulMinKeySize, i.ulMaxKeySize] {
+        let kek: Vec<u8> = (0..bytes).map(|i| i as u8 ^ 0x5a).collect();
         let w = c.secret(CKK_AES, &kek);
         let value = [0x42u8; 32];
         let target = c.secret(CKK_AES, &value);
@@ -1882,8 +1884,8 @@ fn cloudhsm_gcm(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
 /// checked byte for byte against CKM_AES_KEY_WRAP of the padded value.
 fn cloudhsm_kw(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
     let i = info(&c.raw, c.slot, m);
-    for bits in [i.ulMinKeySize, i.ulMaxKeySize] {
-        let kek = c.secret(CKK_AES, &vec![0x31u8; (bits / 8) as usize]);
+    for bytes in [i.ulMinKeySize, i.ulMaxKeySize] {
+        let kek = c.secret(CKK_AES, &vec![0x31u8; bytes as usize]);
         let data: Vec<u8> = if m == CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD {
             (0..32).collect()
         } else {

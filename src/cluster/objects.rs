@@ -210,6 +210,9 @@ impl Cluster {
     /// Picks the instance that serves an operation with this object and counts it there.
     /// Enforces CloudHSM's key availability check for token keys.
     pub fn route_for(&self, entry: &Entry) -> Result<String> {
+        // A fault injected by another process must steer this operation (one atomic load
+        // when nothing changed).
+        self.refresh()?;
         let mut inner = self.inner.write();
         let turn = inner.round_robin;
         inner.round_robin = inner.round_robin.wrapping_add(1);
@@ -232,6 +235,7 @@ impl Cluster {
 
     /// Picks an instance for an operation that uses no stored key.
     pub fn route_any(&self) -> Result<String> {
+        self.refresh()?;
         let mut inner = self.inner.write();
         let turn = inner.round_robin;
         inner.round_robin = inner.round_robin.wrapping_add(1);

@@ -45,8 +45,8 @@ const EC_FLAGS: CK_FLAGS = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
 
 /// Every mechanism carries CKF_HW: the token is the HSM (CloudHSM reports it too, and
 /// pkcs11-tool only tests mechanisms with it).
-/// Sorted by mechanism number. Key sizes are in bits for RSA/EC/AES and bytes for
-/// generic secrets and HMAC keys, as PKCS#11 defines per mechanism.
+/// Sorted by mechanism number. Key sizes are in bits for RSA and EC and in bytes for AES,
+/// 3DES, generic secrets and HMAC keys, as PKCS#11 defines per mechanism.
 pub static REGISTRY: &[Entry] = &[
     m(
         CKM_RSA_PKCS_KEY_PAIR_GEN,
@@ -88,10 +88,10 @@ pub static REGISTRY: &[Entry] = &[
     m(CKM_SHA512_RSA_PKCS_PSS, 1024, 8192, SIG, Both),
     m(CKM_SHA224_RSA_PKCS, 1024, 8192, SIG, Both),
     m(CKM_SHA224_RSA_PKCS_PSS, 1024, 8192, SIG, Both),
-    m(CKM_DES3_KEY_GEN, 192, 192, CKF_GENERATE, Both),
-    m(CKM_DES3_ECB, 192, 192, ENC, Both),
-    m(CKM_DES3_CBC, 192, 192, ENC, Both),
-    m(CKM_DES3_CBC_PAD, 192, 192, ENC, Both),
+    m(CKM_DES3_KEY_GEN, 24, 24, CKF_GENERATE, Both),
+    m(CKM_DES3_ECB, 24, 24, ENC, Both),
+    m(CKM_DES3_CBC, 24, 24, ENC, Both),
+    m(CKM_DES3_CBC_PAD, 24, 24, ENC, Both),
     m(CKM_SHA_1, 0, 0, CKF_DIGEST, Both),
     m(CKM_SHA_1_HMAC, 1, 512, SIG, Both),
     m(CKM_SHA_1_HMAC_GENERAL, 1, 512, SIG, Both),
@@ -152,25 +152,25 @@ pub static REGISTRY: &[Entry] = &[
         StandardOnly,
     ),
     m(CKM_EDDSA, 255, 255, SIG, StandardOnly),
-    m(CKM_AES_KEY_GEN, 128, 256, CKF_GENERATE, Both),
-    m(CKM_AES_ECB, 128, 256, ENC, Both),
-    m(CKM_AES_CBC, 128, 256, ENC, Both),
-    m(CKM_AES_CBC_PAD, 128, 256, ENC | WRAP, Both),
-    m(CKM_AES_CTR, 128, 256, ENC, Both),
-    m(CKM_AES_GCM, 128, 256, ENC | WRAP, Both),
-    m(CKM_AES_CMAC, 128, 256, SIG, Both),
-    m(CKM_AES_CMAC_GENERAL, 128, 256, SIG, Both),
-    m(CKM_AES_KEY_WRAP, 128, 256, WRAP, Both),
-    m(CKM_AES_KEY_WRAP_PAD, 128, 256, WRAP, Both),
-    m(CKM_AES_ECB_ENCRYPT_DATA, 128, 256, CKF_DERIVE, StandardOnly),
-    m(CKM_AES_CBC_ENCRYPT_DATA, 128, 256, CKF_DERIVE, StandardOnly),
+    m(CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE, Both),
+    m(CKM_AES_ECB, 16, 32, ENC, Both),
+    m(CKM_AES_CBC, 16, 32, ENC, Both),
+    m(CKM_AES_CBC_PAD, 16, 32, ENC | WRAP, Both),
+    m(CKM_AES_CTR, 16, 32, ENC, Both),
+    m(CKM_AES_GCM, 16, 32, ENC | WRAP, Both),
+    m(CKM_AES_CMAC, 16, 32, SIG, Both),
+    m(CKM_AES_CMAC_GENERAL, 16, 32, SIG, Both),
+    m(CKM_AES_KEY_WRAP, 16, 32, WRAP, Both),
+    m(CKM_AES_KEY_WRAP_PAD, 16, 32, WRAP, Both),
+    m(CKM_AES_ECB_ENCRYPT_DATA, 16, 32, CKF_DERIVE, StandardOnly),
+    m(CKM_AES_CBC_ENCRYPT_DATA, 16, 32, CKF_DERIVE, StandardOnly),
     m(CKM_HKDF_DERIVE, 1, 512, CKF_DERIVE, StandardOnly),
     m(CKM_SP800_108_COUNTER_KDF, 1, 512, CKF_DERIVE, StandardOnly),
     m(CKM_SP800_108_COUNTER_KDF_CLOUDHSM, 1, 512, CKF_DERIVE, Both),
-    m(CKM_CLOUDHSM_AES_GCM, 128, 256, ENC | WRAP, Both),
-    m(CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD, 128, 256, WRAP, Both),
-    m(CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD, 128, 256, WRAP, Both),
-    m(CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD, 128, 256, WRAP, Both),
+    m(CKM_CLOUDHSM_AES_GCM, 16, 32, ENC | WRAP, Both),
+    m(CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD, 16, 32, WRAP, Both),
+    m(CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD, 16, 32, WRAP, Both),
+    m(CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD, 16, 32, WRAP, Both),
 ];
 
 fn offered_in(e: &Entry, profile: Profile) -> bool {
