@@ -44,6 +44,7 @@ interop fork "fork (libp11 and pkcs11-provider patterns, C)"
 interop gnutls "gnutls (p11tool, certtool, gnutls-serv)"
 interop p11-kit "p11-kit (install-module.sh, system-wide registration)"
 interop python "python (python-pkcs11, PyKCS11 in a virtualenv)"
+interop java "java (SunPKCS11, keytool)"
 if [ ${#interop_failed[@]} -gt 0 ]; then
   echo "interop failed: ${interop_failed[*]}" >&2
   exit 1
