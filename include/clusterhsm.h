@@ -30,6 +30,15 @@ typedef struct CK_CLUSTERHSM_INSTANCE_INFO {
     CK_ULONG ops_served;       /* operations this process routed to the instance */
 } CK_CLUSTERHSM_INSTANCE_INFO;
 
+/* The process's secure-memory arena (CHSM_GetMemoryStats). */
+typedef struct CK_CLUSTERHSM_MEMORY_STATS {
+    CK_ULONG locked_bytes;     /* arena bytes mlock'ed now */
+    CK_ULONG mapped_bytes;     /* arena bytes mapped (guard pages not counted) */
+    CK_ULONG in_use_bytes;     /* bytes in live blocks, headers included */
+    CK_BBOOL locking_complete; /* CK_FALSE: some memory is not locked (RLIMIT_MEMLOCK) */
+    CK_BBOOL aws_lc_routed;    /* CK_TRUE: AWS-LC allocates from the arena */
+} CK_CLUSTERHSM_MEMORY_STATS;
+
 typedef struct CK_CLUSTERHSM_FUNCTION_LIST {
     CK_VERSION version;
     CK_RV (*CHSM_SetInstanceHealth)(CK_SLOT_ID slot, const char *hsm_id, CK_ULONG health);
@@ -38,6 +47,8 @@ typedef struct CK_CLUSTERHSM_FUNCTION_LIST {
     CK_RV (*CHSM_GetInstanceInfo)(CK_SLOT_ID slot, CK_ULONG index, CK_CLUSTERHSM_INSTANCE_INFO *info);
     CK_RV (*CHSM_GetObjectReplicas)(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
                                     CK_BYTE *ids_comma_separated, CK_ULONG *len);
+    /* Appended after the 1.0 fields; works before C_Initialize. */
+    CK_RV (*CHSM_GetMemoryStats)(CK_CLUSTERHSM_MEMORY_STATS *stats);
 } CK_CLUSTERHSM_FUNCTION_LIST;
 
 #endif

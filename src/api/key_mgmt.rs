@@ -568,7 +568,7 @@ pub fn unwrap_key(
     wrapped: &[u8],
     template: &Template,
 ) -> Result<CK_OBJECT_HANDLE> {
-    let (_lib, s) = session(h)?;
+    let (lib, s) = session(h)?;
     let profile = s.cluster.profile();
     if !registry::allows(profile, mech.ty, CKF_UNWRAP) {
         return Err(Error::MechanismInvalid(mech.ty));
@@ -597,6 +597,16 @@ pub fn unwrap_key(
         }
     }
     let class = template_ulong(&t, CKA_CLASS)?.ok_or(Error::TemplateIncomplete(CKA_CLASS))?;
+    // Policy against the known-blob attack: an unwrapped key asked to both wrap and
+    // decrypt could wrap a sensitive key and then decrypt the result.
+    if lib.config.strict_wrap_policy
+        && object::template_bool(&t, CKA_WRAP)? == Some(true)
+        && object::template_bool(&t, CKA_DECRYPT)? == Some(true)
+    {
+        return Err(Error::TemplateInconsistent(
+            "policy: an unwrapped key may not both wrap and decrypt".into(),
+        ));
+    }
     s.cluster.route_for(&uk)?;
     let ukey = keys::load(&uk)?;
     let plain = wrap_with(mech, &ukey, wrapped, false).map_err(|e| match e {
@@ -1006,7 +1016,16 @@ mod tests {
         assert_eq!(back.expose(), der.as_slice());
         let p5 = crate::vendor::CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD;
         let w = cloudhsm_kw(p5, &kek, None, &[9u8; 8], true).unwrap();
-        assert_eq!(w.len(), 16 + 8, "a full block of padding when already aligned");
-        assert_eq!(cloudhsm_kw(p5, &kek, None, w.expose(), false).unwrap().expose(), &[9u8; 8]);
+        assert_eq!(
+            w.len(),
+            16 + 8,
+            "a full block of padding when already aligned"
+        );
+        assert_eq!(
+            cloudhsm_kw(p5, &kek, None, w.expose(), false)
+                .unwrap()
+                .expose(),
+            &[9u8; 8]
+        );
     }
 }

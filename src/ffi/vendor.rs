@@ -23,6 +23,17 @@ pub struct CK_CLUSTERHSM_INSTANCE_INFO {
     pub ops_served: CK_ULONG,
 }
 
+/// The secure-memory arena's figures, as clusterhsm.h declares it.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct CK_CLUSTERHSM_MEMORY_STATS {
+    pub locked_bytes: CK_ULONG,
+    pub mapped_bytes: CK_ULONG,
+    pub in_use_bytes: CK_ULONG,
+    pub locking_complete: CK_BBOOL,
+    pub aws_lc_routed: CK_BBOOL,
+}
+
 #[repr(C)]
 #[allow(non_camel_case_types, non_snake_case)]
 pub struct CK_CLUSTERHSM_FUNCTION_LIST {
@@ -38,6 +49,8 @@ pub struct CK_CLUSTERHSM_FUNCTION_LIST {
         *mut CK_BYTE,
         *mut CK_ULONG,
     ) -> CK_RV,
+    /// Appended after interface version 1.0's fields (their offsets are unchanged).
+    pub CHSM_GetMemoryStats: unsafe extern "C" fn(*mut CK_CLUSTERHSM_MEMORY_STATS) -> CK_RV,
 }
 
 pub static VENDOR_FUNCTION_LIST: CK_CLUSTERHSM_FUNCTION_LIST = CK_CLUSTERHSM_FUNCTION_LIST {
@@ -50,6 +63,7 @@ pub static VENDOR_FUNCTION_LIST: CK_CLUSTERHSM_FUNCTION_LIST = CK_CLUSTERHSM_FUN
     CHSM_GetInstanceCount,
     CHSM_GetInstanceInfo,
     CHSM_GetObjectReplicas,
+    CHSM_GetMemoryStats,
 };
 
 fn health_from(v: CK_ULONG) -> Result<Health> {
@@ -155,5 +169,20 @@ unsafe extern "C" fn CHSM_GetObjectReplicas(
         let list = s.cluster.replicas_of(object).join(",");
         // SAFETY: output per the length convention.
         unsafe { write_output(buf, len, list.as_bytes()) }
+    })
+}
+
+/// The process's secure-memory figures; needs no C_Initialize.
+unsafe extern "C" fn CHSM_GetMemoryStats(stats: *mut CK_CLUSTERHSM_MEMORY_STATS) -> CK_RV {
+    guard("CHSM_GetMemoryStats", || {
+        // SAFETY: NULL or writable.
+        let out = unsafe { out_ref(stats) }?;
+        let m = crate::secure_mem::stats();
+        out.locked_bytes = to_ulong(m.locked_bytes);
+        out.mapped_bytes = to_ulong(m.mapped_bytes);
+        out.in_use_bytes = to_ulong(m.in_use_bytes);
+        out.locking_complete = CK_BBOOL::from(m.locking_complete);
+        out.aws_lc_routed = CK_BBOOL::from(m.aws_lc_routed);
+        Ok(())
     })
 }

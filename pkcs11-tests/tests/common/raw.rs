@@ -231,6 +231,24 @@ impl Raw {
         Ok(h)
     }
 
+    pub fn set_attrs(&self, s: S, o: H, t: &mut Tmpl) -> Result<(), CK_RV> {
+        let mut a = t.ck();
+        rv(ck!(
+            self,
+            C_SetAttributeValue(s, o, a.as_mut_ptr(), a.len() as CK_ULONG)
+        ))
+    }
+
+    pub fn copy_object(&self, s: S, o: H, t: &mut Tmpl) -> Result<H, CK_RV> {
+        let mut a = t.ck();
+        let mut h = 0;
+        rv(ck!(
+            self,
+            C_CopyObject(s, o, a.as_mut_ptr(), a.len() as CK_ULONG, &mut h)
+        ))?;
+        Ok(h)
+    }
+
     pub fn create_object(&self, s: S, t: &mut Tmpl) -> Result<H, CK_RV> {
         let mut a = t.ck();
         let mut h = 0;

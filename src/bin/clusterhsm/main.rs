@@ -234,6 +234,17 @@ fn status(ctx: &Ctx, json: bool) -> Result<(), String> {
         return Ok(());
     }
     println!("store: {}", ctx.store.dir().display());
+    clusterhsm::secure_mem::on_initialize();
+    let mem = clusterhsm::secure_mem::stats();
+    println!(
+        "memory: {} bytes locked, locking {}",
+        mem.locked_bytes,
+        if mem.locking_complete {
+            "complete"
+        } else {
+            "incomplete (RLIMIT_MEMLOCK)"
+        }
+    );
     if out.is_empty() {
         println!("no clusters: a program sees one free slot (pkcs11-tool --init-token creates a cluster)");
     }
