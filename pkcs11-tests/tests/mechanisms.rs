@@ -958,7 +958,11 @@ fn eddsa(c: &mut Ctx, _m: CK_MECHANISM_TYPE) {
 fn aes_keygen(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
     let i = info(&c.raw, c.slot, m);
     // PKCS#11 gives AES key sizes in bytes.
-    assert_eq!((i.ulMinKeySize, i.ulMaxKeySize), (16, 32), "AES key sizes are in bytes");
+    assert_eq!(
+        (i.ulMinKeySize, i.ulMaxKeySize),
+        (16, 32),
+        "AES key sizes are in bytes"
+    );
     for bytes in [i.ulMinKeySize, i.ulMaxKeySize] {
         let mut t = Tmpl::new()
             .bool(CKA_TOKEN, false)

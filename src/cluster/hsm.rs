@@ -1,6 +1,8 @@
 //! HSM instances: health, and routing an operation to an Active instance that holds the key.
 
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,6 +34,58 @@ impl Health {
     pub fn serving(self) -> bool {
         !matches!(self, Health::Down)
     }
+}
+
+/// Injected latency and throttling, kept in the cluster's settings so every process sees
+/// them (CLI: `clusterhsm hsm latency ID MS`, `clusterhsm cluster throttle PERCENT`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Faults {
+    #[serde(default)]
+    pub latency: HashMap<String, u64>,
+    /// Percent of operations the cluster throttles (CloudHSM answers those with an error
+    /// and its client retries).
+    #[serde(default)]
+    pub throttle_percent: u32,
+}
+
+impl Faults {
+    pub fn from_settings(settings: &str) -> Faults {
+        serde_json::from_str::<serde_json::Value>(settings)
+            .ok()
+            .and_then(|v| v.get("faults").cloned())
+            .and_then(|f| serde_json::from_value(f).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn latency_ms(&self, hsm: &str) -> u64 {
+        self.latency.get(hsm).copied().unwrap_or(0)
+    }
+}
+
+/// CloudHSM's client retries a throttled request 3 times with exponential back-off.
+const THROTTLE_RETRIES: u32 = 3;
+
+/// Sleeps for injected latency and plays out throttling with the client's retries.
+pub fn apply_faults(latency_ms: u64, throttle_percent: u32) -> Result<()> {
+    if latency_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(latency_ms));
+    }
+    if throttle_percent == 0 {
+        return Ok(());
+    }
+    for attempt in 0..=THROTTLE_RETRIES {
+        let mut roll = [0u8; 1];
+        crate::crypto::rng::fill_random(&mut roll).map_err(|_| Error::RandomNoRng)?;
+        if (u32::from(roll[0]) * 100 / 256) >= throttle_percent {
+            return Ok(());
+        }
+        if attempt < THROTTLE_RETRIES {
+            std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+        }
+    }
+    Err(Error::FunctionFailed(
+        "the cluster throttled the request and the client's 3 retries".into(),
+    ))
 }
 
 /// Names instances hsm-a, hsm-b, ... (hsm-27 past the alphabet).
@@ -209,6 +263,18 @@ mod tests {
         assert_eq!(hsms[2].served.load(Ordering::Relaxed), 4);
         let only_down = vec!["hsm-a".to_string()];
         assert!(route(&hsms, Some(&only_down), 0).is_err());
+    }
+
+    #[test]
+    fn faults_round_trip_through_settings_and_throttling_fails_when_total() {
+        let mut f = Faults::default();
+        f.latency.insert("hsm-b".into(), 5);
+        f.throttle_percent = 100;
+        let settings = serde_json::json!({"token_id": "x", "faults": f}).to_string();
+        assert_eq!(Faults::from_settings(&settings), f);
+        assert!(apply_faults(0, 100).is_err());
+        assert!(apply_faults(0, 0).is_ok());
+        assert_eq!(Faults::from_settings("{}"), Faults::default());
     }
 
     #[test]

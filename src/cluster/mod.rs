@@ -88,8 +88,8 @@ pub struct ClusterInner {
     pub master_key: Option<Arc<MasterKey>>,
     /// Highest store sequence applied to `objects`.
     pub applied_seq: i64,
-    /// True once C_InitToken wiped the cluster out from under this process.
-    pub round_robin: usize,
+    /// Injected latency and throttling (from the cluster's settings).
+    pub faults: hsm::Faults,
 }
 
 pub struct Cluster {
@@ -98,6 +98,8 @@ pub struct Cluster {
     pub config: Arc<Config>,
     pub inner: RwLock<ClusterInner>,
     seen_counter: AtomicU64,
+    /// Round-robin position for routing.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Cluster {
@@ -117,7 +119,7 @@ impl Cluster {
             login: LoginState::Public,
             master_key: None,
             applied_seq: 0,
-            round_robin: 0,
+            faults: hsm::Faults::from_settings(&row.settings),
             row,
         };
         let cluster = Arc::new(Cluster {
@@ -126,6 +128,7 @@ impl Cluster {
             config,
             inner: RwLock::new(inner),
             seen_counter: AtomicU64::new(counter),
+            turn: Default::default(),
         });
         {
             let mut inner = cluster.inner.write();
@@ -155,6 +158,7 @@ impl Cluster {
         if let Some(row) = self.store.clusters()?.into_iter().find(|c| c.id == self.id) {
             inner.profile = Profile::parse(&row.profile)?;
             inner.token_id = token_id(&row);
+            inner.faults = hsm::Faults::from_settings(&row.settings);
             inner.row = row;
         }
         let rows = self.store.hsms(self.id)?;
@@ -244,6 +248,25 @@ impl Cluster {
         let out = self.store.write(f)?;
         self.refresh()?;
         Ok(out)
+    }
+
+    /// The next round-robin position.
+    pub fn next_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stores new fault settings (latency per instance, throttling) for every process.
+    pub fn set_faults(&self, update: impl FnOnce(&mut hsm::Faults)) -> Result<()> {
+        self.refresh()?;
+        let mut row = self.inner.read().row.clone();
+        let mut settings: serde_json::Value =
+            serde_json::from_str(&row.settings).unwrap_or_else(|_| serde_json::json!({}));
+        let mut faults = hsm::Faults::from_settings(&row.settings);
+        update(&mut faults);
+        settings["faults"] =
+            serde_json::to_value(&faults).map_err(|e| Error::GeneralError(e.to_string()))?;
+        row.settings = settings.to_string();
+        self.write(|tx| store::update_cluster(tx, &row))
     }
 
     pub fn profile(&self) -> Profile {

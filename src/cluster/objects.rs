@@ -207,38 +207,43 @@ impl Cluster {
         Ok(entry)
     }
 
-    /// Picks the instance that serves an operation with this object and counts it there.
-    /// Enforces CloudHSM's key availability check for token keys.
-    pub fn route_for(&self, entry: &Entry) -> Result<String> {
+    /// Picks the instance that serves an operation with this object and counts it there,
+    /// then applies injected latency and throttling. Enforces CloudHSM's key availability
+    /// check for token keys. Takes only a read lock: operations on many threads do not
+    /// serialize here.
+    pub fn route_for(&self, entry: &Entry) -> Result<()> {
         // A fault injected by another process must steer this operation (one atomic load
         // when nothing changed).
         self.refresh()?;
-        let mut inner = self.inner.write();
-        let turn = inner.round_robin;
-        inner.round_robin = inner.round_robin.wrapping_add(1);
-        let holders = inner.replicas.get(&entry.handle).cloned();
-        if let Some(h) = &holders {
-            if entry.session.is_none()
-                && self.config.key_availability_check
-                && h.len() < 2
-                && inner.hsms.len() > 1
-            {
-                return Err(Error::FunctionFailed(
-                    "key availability check: the key has fewer than 2 copies in the cluster (CloudHSM SDK 5)".into(),
-                ));
+        let turn = self.next_turn();
+        let (latency, throttle) = {
+            let inner = self.inner.read();
+            let holders = inner.replicas.get(&entry.handle);
+            if let Some(h) = holders {
+                if entry.session.is_none()
+                    && self.config.key_availability_check
+                    && h.len() < 2
+                    && inner.hsms.len() > 1
+                {
+                    return Err(Error::FunctionFailed(
+                        "key availability check: the key has fewer than 2 copies in the cluster (CloudHSM SDK 5)".into(),
+                    ));
+                }
             }
-        }
-        Ok(super::hsm::route(&inner.hsms, holders.as_deref(), turn)?
-            .id
-            .clone())
+            let chosen = super::hsm::route(&inner.hsms, holders.map(Vec::as_slice), turn)?;
+            (
+                inner.faults.latency_ms(&chosen.id),
+                inner.faults.throttle_percent,
+            )
+        };
+        super::hsm::apply_faults(latency, throttle)
     }
 
     /// Picks an instance for an operation that uses no stored key.
     pub fn route_any(&self) -> Result<String> {
         self.refresh()?;
-        let mut inner = self.inner.write();
-        let turn = inner.round_robin;
-        inner.round_robin = inner.round_robin.wrapping_add(1);
+        let turn = self.next_turn();
+        let inner = self.inner.read();
         Ok(super::hsm::route(&inner.hsms, None, turn)?.id.clone())
     }
 

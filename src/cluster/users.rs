@@ -141,9 +141,8 @@ impl Cluster {
     pub fn verify_password(&self, name: &str, role: Role, password: &[u8]) -> Result<MasterKey> {
         self.refresh()?;
         let (user, hsm_id, failures, iterations, token) = {
-            let mut inner = self.inner.write();
-            let turn = inner.round_robin;
-            inner.round_robin = inner.round_robin.wrapping_add(1);
+            let turn = self.next_turn();
+            let inner = self.inner.read();
             let hsm_id = super::hsm::route(&inner.hsms, None, turn)?.id.clone();
             let user = inner
                 .users

@@ -173,3 +173,43 @@ pub fn backup(args: &[String], sub: Option<&str>) -> Result<(), String> {
         _ => Err("usage: clusterhsm backup create|restore FILE --password P".into()),
     }
 }
+
+/// `clusterhsm hsm latency ID MS`: injected latency on one instance (0 clears it).
+pub fn latency(args: &[String]) -> Result<(), String> {
+    let id = positional(args, 2)
+        .ok_or("usage: clusterhsm hsm latency ID MILLISECONDS")?
+        .to_string();
+    let ms: u64 = positional(args, 3)
+        .and_then(|v| v.parse().ok())
+        .ok_or("usage: clusterhsm hsm latency ID MILLISECONDS")?;
+    let ctx = open()?;
+    let c = cluster_of(&ctx, args)?;
+    if !c.instance_stats().iter().any(|(h, ..)| *h == id) {
+        return Err(format!("no HSM instance {id}"));
+    }
+    c.set_faults(|f| {
+        if ms == 0 {
+            f.latency.remove(&id);
+        } else {
+            f.latency.insert(id.clone(), ms);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    println!("{id}: {ms} ms injected latency");
+    Ok(())
+}
+
+/// `clusterhsm cluster throttle PERCENT`: the share of operations the cluster throttles
+/// (each then retried 3 times by the client with back-off, as CloudHSM's client does).
+pub fn throttle(args: &[String]) -> Result<(), String> {
+    let pct: u32 = positional(args, 2)
+        .and_then(|v| v.parse().ok())
+        .filter(|p| *p <= 100)
+        .ok_or("usage: clusterhsm cluster throttle PERCENT (0..100)")?;
+    let ctx = open()?;
+    let c = cluster_of(&ctx, args)?;
+    c.set_faults(|f| f.throttle_percent = pct)
+        .map_err(|e| e.to_string())?;
+    println!("cluster {}: {pct}% of operations throttled", c.id);
+    Ok(())
+}

@@ -22,6 +22,8 @@ usage: clusterhsm <command> [args] [--cluster ID] [--json]
   cluster list|create|delete        [create: --label L --hsms N --azs a,b,c --profile standard|cloudhsm]
   hsm down|up|degrade ID            fault injection on one HSM instance (e.g. hsm-b)
   az down|up NAME                   fault injection on every instance in an AZ (e.g. az-b)
+  hsm latency ID MS                 injected latency on one instance (0 clears)
+  cluster throttle PERCENT          throttle a share of operations (client retries 3x)
   user list                         users, roles and lockout state
   user create|delete|change-password NAME [--role co|cu] [--password P] --user CO:PASSWORD
   user unlock NAME --user CO:PASSWORD
@@ -115,6 +117,7 @@ fn run(args: &[String]) -> Result<(), String> {
         "demo" => demo::run(flag(args, "--keep")),
         "status" | "slots" => status(&open()?, json),
         "cluster" => match sub {
+            Some("throttle") => admin::throttle(args),
             Some("list") => status(&open()?, json),
             Some("create") => {
                 let ctx = open()?;
@@ -148,6 +151,7 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             _ => Err("usage: clusterhsm cluster list|create|delete".into()),
         },
+        "hsm" if sub == Some("latency") => admin::latency(args),
         "hsm" | "az" => {
             let health = match sub {
                 Some("down") => Health::Down,
