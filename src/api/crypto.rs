@@ -116,13 +116,15 @@ pub fn single(
     deliver_cached(slot, capacity, true)
 }
 
-/// C_EncryptUpdate / C_DecryptUpdate.
+/// C_EncryptUpdate / C_DecryptUpdate, written straight into the caller's buffer: `out`
+/// is None for a length query. Returns the bytes needed (query or short buffer: the
+/// operation stays active) or written.
 pub fn update(
     h: CK_SESSION_HANDLE,
     kind: OpKind,
     input: &[u8],
-    capacity: Option<usize>,
-) -> Result<Delivery> {
+    out: Option<&mut [u8]>,
+) -> Result<Written> {
     let (_lib, s) = session(h)?;
     let mut ops = s.ops.lock();
     let slot = ops.slot(kind);
@@ -134,17 +136,25 @@ pub fn update(
         ));
     }
     let needed = active.op.update_len(input.len());
-    if capacity.is_none_or(|c| c < needed) {
-        return Ok(Delivery::Length(needed));
-    }
+    let out = match out {
+        Some(o) if o.len() >= needed => o,
+        _ => return Ok(Written::Needed(needed)),
+    };
     active.multipart = true;
-    match active.op.update(input) {
-        Ok(out) => Ok(Delivery::Data(SecretBytes::new(out))),
+    match active.op.update_into(input, out) {
+        Ok(n) => Ok(Written::Wrote(n)),
         Err(e) => {
             *slot = None;
             Err(e)
         }
     }
+}
+
+/// The outcome of a call that writes into the caller's buffer.
+pub enum Written {
+    /// The buffer was NULL or too small: this many bytes are needed.
+    Needed(usize),
+    Wrote(usize),
 }
 
 /// C_DigestUpdate / C_SignUpdate (no output).

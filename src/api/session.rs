@@ -48,7 +48,8 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HAND
 
 fn close(lib: &super::Library, s: &Session) {
     s.cluster.drop_session_objects(s.handle);
-    if lib.sessions_of(s.slot_id()).is_empty() {
+    let slot = s.slot_id();
+    if !lib.sessions.read().values().any(|x| x.slot_id() == slot) {
         // The last session of the application on this token: logout (§5.6).
         s.cluster.logout();
     }

@@ -134,6 +134,12 @@ pub fn token_info(slot: CK_SLOT_ID) -> Result<TokenInfo> {
         Profile::Standard => (4, 64),
     };
     let row = cluster.inner.read().row.clone();
+    let has_officer = cluster
+        .inner
+        .read()
+        .users
+        .iter()
+        .any(|u| u.role == Role::CryptoOfficer.name());
     Ok(TokenInfo {
         label: row.label,
         serial: row.serial,
@@ -147,7 +153,7 @@ pub fn token_info(slot: CK_SLOT_ID) -> Result<TokenInfo> {
         max_sessions: max_sessions(profile),
         min_pin,
         max_pin,
-        initialized: true,
+        initialized: has_officer,
     })
 }
 
@@ -231,7 +237,20 @@ pub fn init_token(slot: CK_SLOT_ID, so_pin: &[u8], label: &[u8]) -> Result<()> {
                 return Err(Error::SessionExists);
             }
             let (name, password) = users::split_pin(so_pin, Role::CryptoOfficer);
-            c.verify_password(&name, Role::CryptoOfficer, password.expose())?;
+            let has_officer = c
+                .inner
+                .read()
+                .users
+                .iter()
+                .any(|u| u.role == Role::CryptoOfficer.name());
+            if has_officer {
+                c.verify_password(&name, Role::CryptoOfficer, password.expose())?;
+            } else {
+                // A cluster made by `clusterhsm cluster create` has no Crypto Officer yet:
+                // this C_InitToken is its first initialization.
+                check_new_password(c.profile(), password.len(), so_pin.len())?;
+                users::validate_name(&name)?;
+            }
             let mk = store::seal::MasterKey::generate()?;
             let iterations = c.inner.read().row.kdf_iterations;
             let token = c.inner.read().token_id.clone();

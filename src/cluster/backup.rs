@@ -90,7 +90,7 @@ pub fn create(store: &Store, cluster_id: i64, password: &[u8]) -> Result<Vec<u8>
         .into_iter()
         .map(|u| (u.name, u.role, hex(&u.salt), hex(&u.wrapped_mk)))
         .collect();
-    let (rows, _) = store.objects_since(cluster_id, 0)?;
+    let (rows, _, _) = store.objects_since(cluster_id, 0)?;
     let objects = rows
         .into_iter()
         .map(|r| StoredObject {

@@ -100,6 +100,8 @@ pub struct Cluster {
     seen_counter: AtomicU64,
     /// Round-robin position for routing.
     turn: std::sync::atomic::AtomicUsize,
+    /// Verified PINs of this process (see `users::PinCache`).
+    pub pin_cache: users::PinCache,
 }
 
 impl Cluster {
@@ -129,6 +131,7 @@ impl Cluster {
             inner: RwLock::new(inner),
             seen_counter: AtomicU64::new(counter),
             turn: Default::default(),
+            pin_cache: users::PinCache::new(),
         });
         {
             let mut inner = cluster.inner.write();
@@ -212,7 +215,7 @@ impl Cluster {
             .into_iter()
             .map(|(u, h, n)| ((u, h), n))
             .collect();
-        let (rows, gone) = self.store.objects_since(self.id, inner.applied_seq)?;
+        let (rows, gone, complete_to) = self.store.objects_since(self.id, inner.applied_seq)?;
         for uid in gone {
             if let Some(e) = inner.objects.remove_uid(&uid) {
                 inner.pending_sealed.remove(&e.handle);
@@ -228,7 +231,7 @@ impl Cluster {
                 );
             }
         }
-        inner.applied_seq = inner.applied_seq.max(self.store.max_seq()?);
+        inner.applied_seq = inner.applied_seq.max(complete_to);
         // A user that no longer exists cannot stay logged in.
         let gone_user = match &inner.login {
             LoginState::User(n) | LoginState::SecurityOfficer(n) => {

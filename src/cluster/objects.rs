@@ -319,6 +319,18 @@ impl Cluster {
             self.inner.write().objects.replace(handle, next);
             return Ok(());
         }
+        // The new version reaches the serving instances that hold the object; a Down
+        // instance keeps the old one and is resynced when it returns.
+        let serving = self.serving_instances();
+        let replicas: Vec<String> = replicas
+            .into_iter()
+            .filter(|r| serving.contains(r))
+            .collect();
+        if replicas.is_empty() {
+            return Err(Error::DeviceError(
+                "no serving HSM instance holds this object".into(),
+            ));
+        }
         let mk = self.inner.read().master_key.clone();
         let token = self.inner.read().token_id.clone();
         let row = to_row(&token, &next, mk.as_deref(), replicas.clone())?;
@@ -375,6 +387,9 @@ impl Cluster {
 
     /// Drops the session objects of a closed session.
     pub fn drop_session_objects(&self, session: CK_SESSION_HANDLE) {
+        if !self.inner.read().objects.has_session_objects(session) {
+            return;
+        }
         let mut inner = self.inner.write();
         for h in inner.objects.remove_session_objects(session) {
             inner.replicas.remove(&h);

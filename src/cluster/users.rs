@@ -138,7 +138,12 @@ impl Cluster {
 
     /// Verifies a password on one serving instance, counting failures there as CloudHSM
     /// does, and returns the unwrapped master key.
-    pub fn verify_password(&self, name: &str, role: Role, password: &[u8]) -> Result<MasterKey> {
+    pub fn verify_password(
+        &self,
+        name: &str,
+        role: Role,
+        password: &[u8],
+    ) -> Result<Arc<MasterKey>> {
         self.refresh()?;
         let (user, hsm_id, failures, iterations, token) = {
             let turn = self.next_turn();
@@ -172,6 +177,9 @@ impl Cluster {
         if failures >= self.config.max_login_failures {
             return Err(Error::PinLocked);
         }
+        if let Some(mk) = self.pin_cache.lookup(name, &user, password) {
+            return Ok(mk);
+        }
         match seal::unwrap_master_key(
             &user.wrapped_mk,
             password,
@@ -183,6 +191,8 @@ impl Cluster {
                 if failures > 0 {
                     self.write(|tx| store::set_login_failures(tx, self.id, name, &hsm_id, 0))?;
                 }
+                let mk = Arc::new(mk);
+                self.pin_cache.remember(name, &user, password, mk.clone());
                 Ok(mk)
             }
             Err(Error::PinIncorrect) => {
@@ -213,7 +223,7 @@ impl Cluster {
             Role::CryptoOfficer => LoginState::SecurityOfficer(name),
             Role::CryptoUser => LoginState::User(name),
         };
-        inner.master_key = Some(Arc::new(mk));
+        inner.master_key = Some(mk);
         super::objects::unseal_pending(self.id, &mut inner);
         Ok(())
     }
@@ -252,6 +262,9 @@ impl Cluster {
     /// Creates or replaces a user (C_InitPIN for `cu`, the CLI and the vendor interface).
     pub fn put_user(&self, name: &str, role: Role, password: &[u8], actor: &str) -> Result<()> {
         validate_name(name)?;
+        if !self.pin_len_ok(password.len(), name.len() + 1 + password.len()) {
+            return Err(Error::PinLenRange);
+        }
         let mk = self.master_key()?;
         let exists = self.user(name).is_some();
         if !exists && self.inner.read().users.len() >= MAX_USERS {
@@ -361,5 +374,67 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name(&"x".repeat(32)).is_err());
         assert!(validate_name("a b").is_err());
+    }
+}
+
+/// The verified-PIN cache: after one successful login with the full KDF, the same user and
+/// password open the master key again by one HMAC (keyed with a per-process random key)
+/// instead of another PBKDF2 run. Entries are bound to the user's stored salt and wrapped
+/// master key, so a password change or a deleted user invalidates them; the cached master
+/// keys live in SecretBytes like every other key. Wrong PINs miss the cache, run the KDF
+/// and are counted toward lockout as before.
+pub struct PinCache {
+    key: SecretBytes,
+    entries: parking_lot::Mutex<std::collections::HashMap<String, (SecretBytes, Arc<MasterKey>)>>,
+}
+
+impl PinCache {
+    pub fn new() -> PinCache {
+        let key = crate::crypto::rng::random_secret(32).unwrap_or_else(|_| SecretBytes::zeroed(32));
+        PinCache {
+            key,
+            entries: Default::default(),
+        }
+    }
+
+    fn tag(&self, name: &str, user: &UserRow, password: &[u8]) -> SecretBytes {
+        let mut mac = crate::crypto::mac::Hmac::new(
+            crate::crypto::digest::HashAlg::Sha256,
+            self.key.expose(),
+        );
+        for part in [
+            name.as_bytes(),
+            &[0],
+            &user.salt,
+            &user.wrapped_mk,
+            &[0],
+            password,
+        ] {
+            mac.update(part);
+        }
+        SecretBytes::new(mac.finish())
+    }
+
+    pub fn lookup(&self, name: &str, user: &UserRow, password: &[u8]) -> Option<Arc<MasterKey>> {
+        let tag = self.tag(name, user, password);
+        let entries = self.entries.lock();
+        let (stored, mk) = entries.get(name)?;
+        // SecretBytes compares in constant time.
+        (*stored == tag).then(|| mk.clone())
+    }
+
+    pub fn remember(&self, name: &str, user: &UserRow, password: &[u8], mk: Arc<MasterKey>) {
+        let tag = self.tag(name, user, password);
+        self.entries.lock().insert(name.to_string(), (tag, mk));
+    }
+
+    pub fn forget_all(&self) {
+        self.entries.lock().clear();
+    }
+}
+
+impl Default for PinCache {
+    fn default() -> Self {
+        Self::new()
     }
 }

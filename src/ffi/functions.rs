@@ -685,8 +685,24 @@ macro_rules! op_update_fn {
                 unsafe {
                     let input = in_bytes(p_in, ul_in)?;
                     let cap = out_capacity(p_out, pul_out)?;
-                    let d = api::crypto::update(h, $kind, input, cap)?;
-                    deliver(d, p_out, pul_out)
+                    let out: Option<&mut [u8]> = match cap {
+                        None => None,
+                        Some(0) => Some(&mut []),
+                        Some(n) if n > isize::MAX as usize => return Err(Error::ArgumentsBad("output length larger than isize::MAX")),
+                        // The caller's buffer holds *pul_out bytes (length convention).
+                        Some(n) => Some(std::slice::from_raw_parts_mut(p_out, n)),
+                    };
+                    let len = out_ref(pul_out)?;
+                    match api::crypto::update(h, $kind, input, out)? {
+                        api::crypto::Written::Wrote(n) => {
+                            *len = to_ulong(n);
+                            Ok(())
+                        }
+                        api::crypto::Written::Needed(n) => {
+                            *len = to_ulong(n);
+                            if p_out.is_null() { Ok(()) } else { Err(Error::BufferTooSmall) }
+                        }
+                    }
                 }
             })
         }

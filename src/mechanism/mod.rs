@@ -105,6 +105,16 @@ pub trait CipherOp: Send {
     fn one_shot(&mut self, input: &[u8]) -> Result<SecretBytes>;
     /// One part (C_EncryptUpdate, C_SignUpdate, ...); digest/sign parts output nothing.
     fn update(&mut self, input: &[u8]) -> Result<Vec<u8>>;
+    /// `update` writing into `out` (at least `update_len(input.len())` bytes); returns the
+    /// bytes written. Stream ciphers override it to skip the intermediate buffer.
+    fn update_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        let v = self.update(input)?;
+        let dst = out
+            .get_mut(..v.len())
+            .ok_or(crate::error::Error::BufferTooSmall)?;
+        dst.copy_from_slice(&v);
+        Ok(v.len())
+    }
     /// The exact number of bytes `update` will output for this much input.
     fn update_len(&self, input_len: usize) -> usize;
     /// The last part (C_EncryptFinal, C_SignFinal, ...).

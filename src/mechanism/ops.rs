@@ -335,6 +335,9 @@ impl CipherOp for StreamOp {
         out.truncate(n);
         Ok(out)
     }
+    fn update_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        Ok(self.stream.update(input, out)?)
+    }
     fn update_len(&self, input_len: usize) -> usize {
         self.stream.update_len(input_len)
     }

@@ -37,6 +37,8 @@ pub struct ObjectIndex {
     by_handle: HashMap<CK_OBJECT_HANDLE, Arc<Entry>>,
     by_uid: HashMap<String, CK_OBJECT_HANDLE>,
     by_label: HashMap<Vec<u8>, Vec<CK_OBJECT_HANDLE>>,
+    /// Session objects by owning session, so closing a session does not scan every object.
+    by_session: HashMap<CK_SESSION_HANDLE, Vec<CK_OBJECT_HANDLE>>,
     next_handle: CK_OBJECT_HANDLE,
 }
 
@@ -84,6 +86,12 @@ impl ObjectIndex {
             .or_default()
             .push(handle);
         let entry = Arc::new(Entry::new(handle, object, session));
+        if let Some(sess) = session {
+            let list = self.by_session.entry(sess).or_default();
+            if !list.contains(&handle) {
+                list.push(handle);
+            }
+        }
         self.by_handle.insert(handle, entry.clone());
         entry
     }
@@ -109,6 +117,14 @@ impl ObjectIndex {
         self.unlink_label(handle);
         self.by_handle.remove(&handle);
         self.by_uid.remove(&entry.object.uid);
+        if let Some(sess) = entry.session {
+            if let Some(list) = self.by_session.get_mut(&sess) {
+                list.retain(|h| *h != handle);
+                if list.is_empty() {
+                    self.by_session.remove(&sess);
+                }
+            }
+        }
         Some(entry)
     }
 
@@ -154,13 +170,12 @@ impl ObjectIndex {
     }
 
     /// Removes every object of a session (session close) and returns their handles.
+    pub fn has_session_objects(&self, session: CK_SESSION_HANDLE) -> bool {
+        self.by_session.contains_key(&session)
+    }
+
     pub fn remove_session_objects(&mut self, session: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
-        let handles: Vec<_> = self
-            .by_handle
-            .values()
-            .filter(|e| e.session == Some(session))
-            .map(|e| e.handle)
-            .collect();
+        let handles = self.by_session.remove(&session).unwrap_or_default();
         for h in &handles {
             self.remove(*h);
         }
@@ -171,5 +186,6 @@ impl ObjectIndex {
         self.by_handle.clear();
         self.by_uid.clear();
         self.by_label.clear();
+        self.by_session.clear();
     }
 }

@@ -280,8 +280,32 @@ impl Store {
         &self,
         cluster_id: i64,
         since: i64,
-    ) -> Result<(Vec<ObjectRow>, Vec<String>)> {
+    ) -> Result<(Vec<ObjectRow>, Vec<String>, i64)> {
         self.read(|c| {
+            // One read transaction: the rows, the tombstones and the sequence they are
+            // complete up to come from the same snapshot, so a write committed between two
+            // statements cannot be skipped.
+            c.execute_batch("BEGIN DEFERRED")?;
+            let out = objects_since_in(c, cluster_id, since);
+            let end = c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            let out = out?;
+            end?;
+            Ok(out)
+        })
+    }
+
+    pub fn max_seq(&self) -> Result<i64> {
+        self.read(meta_seq)
+    }
+}
+
+fn objects_since_in(
+    c: &Connection,
+    cluster_id: i64,
+    since: i64,
+) -> Result<(Vec<ObjectRow>, Vec<String>, i64)> {
+    {
+        {
             let mut st = c.prepare(
                 "SELECT uid, seq, owner, shared, attrs, sealed, replicas FROM objects WHERE cluster_id = ? AND seq > ? ORDER BY seq",
             )?;
@@ -298,14 +322,13 @@ impl Store {
                     })
                 })?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            let mut st = c.prepare("SELECT uid FROM tombstones WHERE cluster_id = ? AND seq > ?")?;
-            let gone = st.query_map(params![cluster_id, since], |r| r.get(0))?.collect::<std::result::Result<Vec<String>, _>>()?;
-            Ok((rows, gone))
-        })
-    }
-
-    pub fn max_seq(&self) -> Result<i64> {
-        self.read(meta_seq)
+            let mut st =
+                c.prepare("SELECT uid FROM tombstones WHERE cluster_id = ? AND seq > ?")?;
+            let gone = st
+                .query_map(params![cluster_id, since], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            Ok((rows, gone, meta_seq(c)?))
+        }
     }
 }
 
