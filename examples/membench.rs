@@ -6,13 +6,14 @@
 //!     --example membench [-- SECONDS ROUNDS]
 //! ```
 //!
-//! Each measurement runs in a fresh child process (the hook is installed when the program
-//! starts and cannot be taken out): "arena" is the normal build, "libc" sets the
-//! test-only `CLUSTERHSM_TEST_DISABLE_ARENA`, so AWS-LC and `SecretBytes` use libc malloc.
-//! The two alternate for ROUNDS rounds and the median of each is compared. Without the
-//! `test-hooks` feature both columns are the arena (the child says so).
+//! Two child processes measure (the hook is installed when a program starts and cannot be
+//! taken out): "arena" is the normal build, "libc" sets the test-only
+//! `CLUSTERHSM_TEST_DISABLE_ARENA`, so AWS-LC and `SecretBytes` use libc malloc. Each case
+//! runs SECONDS in one, then the other (order alternating), ROUNDS times; the table shows
+//! the median rates and the median of the per-round ratios. Without the `test-hooks`
+//! feature both children use the arena (they say so).
 
-use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -50,57 +51,130 @@ fn rate(secs: f64, threads: usize, f: impl Fn() + Sync) -> f64 {
     total as f64 / secs
 }
 
-fn child(secs: f64) {
-    let digest = [0x5Au8; 32];
-    let rsa = RsaPrivateKey::generate(2048, &[1, 0, 1]).expect("RSA keygen");
-    let p256 = EcPrivateKey::generate(Curve::P256).expect("P-256 keygen");
-    let p384 = EcPrivateKey::generate(Curve::P384).expect("P-384 keygen");
-    let gcm = GcmKey::new(&[7u8; 32]).expect("GCM key");
-    let data = vec![1u8; 1024];
-    let iv = [9u8; 12];
-    let m = stats();
-    println!("routed {}", m.aws_lc_routed);
-    let cases: Vec<(&str, f64)> = vec![
-        (
-            "rsa2048-sign",
-            rate(secs, 1, || {
-                rsa.sign_pkcs1v15_digest(HashAlg::Sha256, &digest)
+/// The cases, by name: (threads, operation).
+struct Bench {
+    digest: [u8; 32],
+    rsa: RsaPrivateKey,
+    p256: EcPrivateKey,
+    p384: EcPrivateKey,
+    gcm: GcmKey,
+    data: Vec<u8>,
+}
+
+const CASES: [&str; 6] = [
+    "rsa2048-sign",
+    "p256-sign",
+    "p256-sign-2threads",
+    "p384-sign",
+    "aes256gcm-seal-1KiB",
+    "secretbytes-32B",
+];
+
+impl Bench {
+    fn new() -> Bench {
+        Bench {
+            digest: [0x5Au8; 32],
+            rsa: RsaPrivateKey::generate(2048, &[1, 0, 1]).expect("RSA keygen"),
+            p256: EcPrivateKey::generate(Curve::P256).expect("P-256 keygen"),
+            p384: EcPrivateKey::generate(Curve::P384).expect("P-384 keygen"),
+            gcm: GcmKey::new(&[7u8; 32]).expect("GCM key"),
+            data: vec![1u8; 1024],
+        }
+    }
+
+    fn run(&self, case: &str, secs: f64) -> f64 {
+        let d = &self.digest;
+        match case {
+            "rsa2048-sign" => rate(secs, 1, || {
+                self.rsa
+                    .sign_pkcs1v15_digest(HashAlg::Sha256, d)
                     .expect("sign");
             }),
-        ),
-        (
-            "p256-sign",
-            rate(secs, 1, || {
-                p256.sign_prehashed(&digest).expect("sign");
+            "p256-sign" => rate(secs, 1, || {
+                self.p256.sign_prehashed(d).expect("sign");
             }),
-        ),
-        (
-            "p256-sign-2threads",
-            rate(secs, 2, || {
-                p256.sign_prehashed(&digest).expect("sign");
+            "p256-sign-2threads" => rate(secs, 2, || {
+                self.p256.sign_prehashed(d).expect("sign");
             }),
-        ),
-        (
-            "p384-sign",
-            rate(secs, 1, || {
-                p384.sign_prehashed(&digest[..32]).expect("sign");
+            "p384-sign" => rate(secs, 1, || {
+                self.p384.sign_prehashed(d).expect("sign");
             }),
-        ),
-        (
-            "aes256gcm-seal-1KiB",
-            rate(secs, 1, || {
-                gcm.seal(&iv, b"", &data, 16).expect("seal");
+            "aes256gcm-seal-1KiB" => rate(secs, 1, || {
+                self.gcm
+                    .seal(&[9u8; 12], b"", &self.data, 16)
+                    .expect("seal");
             }),
-        ),
-        (
-            "secretbytes-32B",
-            rate(secs, 1, || {
-                std::hint::black_box(SecretBytes::from_slice(&digest));
+            "secretbytes-32B" => rate(secs, 1, || {
+                std::hint::black_box(SecretBytes::from_slice(d));
             }),
-        ),
-    ];
-    for (name, r) in cases {
-        println!("case {name} {r:.0}");
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// A child: answers "CASE SECONDS" lines on stdin with the rate on stdout.
+fn child() {
+    let bench = Bench::new();
+    println!("routed {}", stats().aws_lc_routed);
+    for line in std::io::stdin().lines().map_while(Result::ok) {
+        let mut parts = line.split_whitespace();
+        let (Some(case), Some(secs)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let secs: f64 = secs.parse().unwrap_or(0.5);
+        println!("{}", bench.run(case, secs));
+    }
+}
+
+struct Child {
+    proc: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Child {
+    fn spawn(arena: bool) -> Child {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(exe);
+        cmd.env(CHILD, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        if arena {
+            cmd.env_remove(DISABLE);
+        } else {
+            cmd.env(DISABLE, "1");
+        }
+        let mut proc = cmd.spawn().expect("spawn the benchmark child");
+        let stdin = proc.stdin.take().expect("stdin");
+        let stdout = std::io::BufReader::new(proc.stdout.take().expect("stdout")).lines();
+        let mut c = Child {
+            proc,
+            stdin,
+            stdout,
+        };
+        let first = c.line();
+        println!(
+            "{}: AWS-LC {}",
+            if arena { "arena" } else { "libc " },
+            if first == "routed true" {
+                "routed into the arena"
+            } else {
+                "on libc malloc"
+            }
+        );
+        c
+    }
+
+    fn line(&mut self) -> String {
+        self.stdout
+            .next()
+            .and_then(Result::ok)
+            .expect("benchmark child output")
+    }
+
+    fn measure(&mut self, case: &str, secs: f64) -> f64 {
+        writeln!(self.stdin, "{case} {secs}").expect("write to child");
+        self.line().parse().unwrap_or(f64::NAN)
     }
 }
 
@@ -110,68 +184,47 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
     if std::env::var_os(CHILD).is_some() {
-        child(secs);
+        child();
         return;
     }
-    let exe = std::env::current_exe().expect("current_exe");
-    // mode -> case -> rates
-    let mut results: BTreeMap<&str, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let args: Vec<String> = std::env::args().collect();
+    let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.5);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(9);
+    let mut arena = Child::spawn(true);
+    let mut libc = Child::spawn(false);
+    // Paired samples: the same case back to back in both processes, the order
+    // alternating, so that load from elsewhere on the machine hits both alike.
+    let mut rates: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
+        CASES.iter().map(|_| Default::default()).collect();
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            ["arena", "libc"]
-        } else {
-            ["libc", "arena"]
-        };
-        for mode in order {
-            let mut cmd = Command::new(&exe);
-            cmd.args([secs.to_string(), "1".into()]).env(CHILD, "1");
-            if mode == "libc" {
-                cmd.env(DISABLE, "1");
+        for (i, case) in CASES.iter().enumerate() {
+            let (a, l) = if round % 2 == 0 {
+                let a = arena.measure(case, secs);
+                (a, libc.measure(case, secs))
             } else {
-                cmd.env_remove(DISABLE);
-            }
-            let out = cmd.output().expect("run the benchmark child");
-            let text = String::from_utf8_lossy(&out.stdout);
-            for line in text.lines() {
-                let parts: Vec<&str> = line.split_whitespace().collect();
-                match parts.as_slice() {
-                    ["routed", r] if round == 0 => {
-                        println!("{mode}: AWS-LC routed into the arena: {r}");
-                    }
-                    ["case", name, r] => {
-                        if let Ok(r) = r.parse::<f64>() {
-                            results
-                                .entry(mode)
-                                .or_default()
-                                .entry(name.to_string())
-                                .or_default()
-                                .push(r);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+                let l = libc.measure(case, secs);
+                (arena.measure(case, secs), l)
+            };
+            rates[i].0.push(a);
+            rates[i].1.push(l);
+            rates[i].2.push(a / l);
         }
     }
     println!(
-        "{:<22} {:>12} {:>12} {:>7}",
-        "case (ops/s, median)", "arena", "libc", "ratio"
+        "{:<22} {:>12} {:>12} {:>14}",
+        "case (ops/s, median)", "arena", "libc", "median ratio"
     );
-    let empty = BTreeMap::new();
-    let libc = results.get("libc").unwrap_or(&empty);
-    if let Some(arena) = results.get("arena") {
-        for (name, a) in arena {
-            let mut a = a.clone();
-            let am = median(&mut a);
-            let lm = libc
-                .get(name)
-                .map(|v| median(&mut v.clone()))
-                .unwrap_or(f64::NAN);
-            println!("{name:<22} {am:>12.0} {lm:>12.0} {:>7.3}", am / lm);
-        }
+    for (case, (a, l, r)) in CASES.iter().zip(rates.iter_mut()) {
+        println!(
+            "{case:<22} {:>12.0} {:>12.0} {:>14.3}",
+            median(a),
+            median(l),
+            median(r)
+        );
     }
+    drop(arena.stdin);
+    drop(libc.stdin);
+    let _ = arena.proc.wait();
+    let _ = libc.proc.wait();
 }

@@ -130,3 +130,65 @@ extern "C" fn constructor() {
 #[used]
 #[link_section = ".init_array"]
 static INIT_ARRAY_ENTRY: extern "C" fn() = constructor;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block as AWS-LC's default allocator makes it: libc malloc, an 8-byte size word,
+    /// the caller's pointer after it.
+    fn foreign_block(bytes: &[u8]) -> *mut c_void {
+        // SAFETY: malloc has no preconditions; the block holds the prefix and the bytes.
+        unsafe {
+            let base = libc::malloc(LC_PREFIX + bytes.len()).cast::<u8>();
+            assert!(!base.is_null());
+            base.cast::<usize>().write(bytes.len());
+            let p = base.add(LC_PREFIX);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+            p.cast()
+        }
+    }
+
+    #[test]
+    fn blocks_from_before_the_hook_go_back_to_libc() {
+        let p = foreign_block(b"made before the hook");
+        assert!(!arena::owns(p.cast()));
+        // SAFETY: a live foreign block, freed once (glibc would abort on a bad free).
+        unsafe { lc_free(p, std::ptr::null(), 0) };
+    }
+
+    #[test]
+    fn realloc_moves_a_foreign_block_into_the_arena() {
+        let p = foreign_block(b"0123456789abcdef");
+        // SAFETY: a live foreign block; realloc takes ownership of it.
+        let q = unsafe { lc_realloc(p, 64, std::ptr::null(), 0) };
+        assert!(arena::owns(q.cast()));
+        // SAFETY: q is a live arena block of 64 bytes, the first 16 copied.
+        unsafe {
+            assert_eq!(
+                std::slice::from_raw_parts(q.cast::<u8>(), 16),
+                b"0123456789abcdef"
+            );
+            let r = lc_realloc(q, 8, std::ptr::null(), 0);
+            assert_eq!(std::slice::from_raw_parts(r.cast::<u8>(), 8), b"01234567");
+            lc_free(r, std::ptr::null(), 0);
+            lc_free(std::ptr::null_mut(), std::ptr::null(), 0);
+        }
+    }
+
+    #[test]
+    fn hook_is_installed_once() {
+        assert!(routed(), "the constructor installed it");
+        assert!(
+            !install(),
+            "a second install is refused and keeps the first"
+        );
+        // SAFETY: OPENSSL_malloc/free through the hook.
+        unsafe {
+            let p = aws_lc_sys::OPENSSL_malloc(100);
+            assert!(arena::owns(p.cast()));
+            assert_eq!(p as usize % 16, 0, "16-byte aligned for AWS-LC");
+            aws_lc_sys::OPENSSL_free(p);
+        }
+    }
+}

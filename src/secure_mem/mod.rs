@@ -321,6 +321,49 @@ mod tests {
         }
     }
 
+    /// Memcheck reports a read one byte past a `SecretBytes` as it would for malloc
+    /// (the client requests work). Skipped when valgrind is not installed.
+    #[test]
+    fn memcheck_sees_arena_blocks() {
+        const CHILD: &str = "CLUSTERHSM_MEMCHECK_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let s = SecretBytes::from_slice(&[1u8; 24]);
+            let p = s.expose().as_ptr();
+            // SAFETY: one byte past the block on purpose: still mapped arena memory, so
+            // the read is harmless natively; Memcheck must flag it.
+            let v = unsafe { std::ptr::read_volatile(p.add(24)) };
+            std::hint::black_box(v);
+            return;
+        }
+        if std::process::Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            println!("SKIP: valgrind is not installed");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("valgrind")
+            .arg("--error-exitcode=99")
+            .arg(exe)
+            .args([
+                "secure_mem::tests::memcheck_sees_arena_blocks",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(99), "{err}");
+        assert!(
+            err.contains("is 0 bytes after a block of size 24 alloc'd"),
+            "{err}"
+        );
+        assert_eq!(err.matches("Invalid read").count(), 1, "{err}");
+    }
+
     #[test]
     fn a_forked_child_locks_its_chunks_again() {
         let _s = SecretBytes::from_slice(b"before fork");
