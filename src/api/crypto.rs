@@ -43,17 +43,34 @@ fn deliver_cached(
 fn key_for(
     s: &Session,
     key: CK_OBJECT_HANDLE,
+    opcode: &str,
+    mechanism: CK_MECHANISM_TYPE,
 ) -> Result<std::sync::Arc<crate::object::index::Entry>> {
     let entry = s.cluster.entry(key, Access::Use).map_err(|e| match e {
         Error::ObjectHandleInvalid(h) => Error::KeyHandleInvalid(h),
         other => other,
     })?;
-    s.cluster.route_for(&entry)?;
+    let served_by = s.cluster.route_for(&entry)?;
+    if s.cluster.config.audit_crypto {
+        s.cluster
+            .audit_operation(opcode, &served_by, s.handle, &entry, mechanism)?;
+    }
     if entry.object.bool_attr(CKA_ALWAYS_AUTHENTICATE) && !s.take_context_auth() {
         // The operation starts, but the spec requires a CKU_CONTEXT_SPECIFIC login first.
         crate::log_debug!("key {key} needs CKU_CONTEXT_SPECIFIC re-authentication");
     }
     Ok(entry)
+}
+
+/// CloudHSM-style audit opcode names for crypto operations.
+fn opcode(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::Encrypt => "CN_ENCRYPT",
+        OpKind::Decrypt => "CN_DECRYPT",
+        OpKind::Digest => "CN_DIGEST",
+        OpKind::Sign | OpKind::SignRecover => "CN_SIGN",
+        OpKind::VerifyRecover => "CN_VERIFY",
+    }
 }
 
 /// C_EncryptInit / C_DecryptInit / C_DigestInit / C_SignInit / C_SignRecoverInit /
@@ -72,7 +89,7 @@ pub fn op_init(
     let op = match key {
         None => ops::new_digest(mech, profile)?,
         Some(k) => {
-            let entry = key_for(&s, k)?;
+            let entry = key_for(&s, k, opcode(kind), mech.ty)?;
             ops::new_cipher_op(kind, mech, &entry, profile)?
         }
     };
@@ -229,7 +246,7 @@ pub fn verify_init(h: CK_SESSION_HANDLE, mech: &Mechanism, key: CK_OBJECT_HANDLE
     if s.ops.lock().verify.is_some() {
         return Err(Error::OperationActive);
     }
-    let entry = key_for(&s, key)?;
+    let entry = key_for(&s, key, "CN_VERIFY", mech.ty)?;
     let op = ops::new_verify_op(mech, &entry, s.cluster.profile())?;
     let mut guard = s.ops.lock();
     if guard.verify.is_some() {

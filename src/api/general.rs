@@ -36,6 +36,8 @@ pub fn initialize(args: Option<InitArgs>) -> Result<()> {
     }
     let config = Config::load().map_err(|e| Error::FunctionFailed(e.to_string()))?;
     crate::log::init(&config.log_level, &config.log_target);
+    crate::cluster::audit::TO_SYSLOG
+        .store(config.audit_syslog, std::sync::atomic::Ordering::Relaxed);
     crate::secure_mem::on_initialize();
     let lib = Library::open(config).map_err(|e| {
         crate::log_error!("C_Initialize: {e}");

@@ -64,6 +64,9 @@ impl<'a> Event<'a> {
 }
 
 /// Records `event` on each of `instances` (the instances that applied the change).
+/// Whether audit lines also go to syslog (`audit_syslog`), set from the config at init.
+pub static TO_SYSLOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 pub fn record(
     tx: &Transaction,
     cluster_id: i64,
@@ -72,7 +75,7 @@ pub fn record(
 ) -> Result<()> {
     for hsm in instances {
         store::append_audit(tx, cluster_id, hsm, |seq| {
-            serde_json::json!({
+            let line = serde_json::json!({
                 "seq": seq,
                 "time": now_utc(),
                 "cluster": cluster_id,
@@ -86,7 +89,11 @@ pub fn record(
                 "result": event.result,
                 "detail": event.detail,
             })
-            .to_string()
+            .to_string();
+            if TO_SYSLOG.load(std::sync::atomic::Ordering::Relaxed) {
+                crate::log::syslog(crate::log::Level::Info, &format!("clusterhsm-audit {line}"));
+            }
+            line
         })?;
     }
     Ok(())

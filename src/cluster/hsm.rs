@@ -116,11 +116,13 @@ pub fn route<'a>(
         h.health == want && holders.is_none_or(|hs| hs.iter().any(|x| x == &h.id))
     };
     for want in [Health::Active, Health::Degraded] {
-        let candidates: Vec<&HsmRuntime> = hsms.iter().filter(|h| eligible(h, want)).collect();
-        if !candidates.is_empty() {
-            let chosen = candidates[turn % candidates.len()];
-            chosen.served.fetch_add(1, Ordering::Relaxed);
-            return Ok(chosen);
+        // Two passes instead of a Vec: this runs on every operation.
+        let count = hsms.iter().filter(|h| eligible(h, want)).count();
+        if count > 0 {
+            if let Some(chosen) = hsms.iter().filter(|h| eligible(h, want)).nth(turn % count) {
+                chosen.served.fetch_add(1, Ordering::Relaxed);
+                return Ok(chosen);
+            }
         }
     }
     Err(Error::DeviceError(

@@ -211,12 +211,12 @@ impl Cluster {
     /// then applies injected latency and throttling. Enforces CloudHSM's key availability
     /// check for token keys. Takes only a read lock: operations on many threads do not
     /// serialize here.
-    pub fn route_for(&self, entry: &Entry) -> Result<()> {
+    pub fn route_for(&self, entry: &Entry) -> Result<String> {
         // A fault injected by another process must steer this operation (one atomic load
         // when nothing changed).
         self.refresh()?;
         let turn = self.next_turn();
-        let (latency, throttle) = {
+        let (served_by, latency, throttle) = {
             let inner = self.inner.read();
             let holders = inner.replicas.get(&entry.handle);
             if let Some(h) = holders {
@@ -232,11 +232,37 @@ impl Cluster {
             }
             let chosen = super::hsm::route(&inner.hsms, holders.map(Vec::as_slice), turn)?;
             (
+                chosen.id.clone(),
                 inner.faults.latency_ms(&chosen.id),
                 inner.faults.throttle_percent,
             )
         };
-        super::hsm::apply_faults(latency, throttle)
+        super::hsm::apply_faults(latency, throttle)?;
+        Ok(served_by)
+    }
+
+    /// Records a crypto operation in the audit log of the instance that served it (only
+    /// when `audit_crypto` is configured: it costs a store write per operation).
+    pub fn audit_operation(
+        &self,
+        opcode: &str,
+        hsm: &str,
+        session: CK_SESSION_HANDLE,
+        entry: &Entry,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> Result<()> {
+        let user = self.current_user();
+        let detail = format!("mechanism 0x{mechanism:x}");
+        self.write(|tx| {
+            let mut ev = audit::Event::new(opcode);
+            ev.user = user.as_deref();
+            ev.session = Some(session as u64);
+            ev.handle = Some(entry.handle as u64);
+            ev.unique_id = Some(&entry.object.uid);
+            ev.label = Some(entry.object.label());
+            ev.detail = Some(&detail);
+            audit::record(tx, self.id, &[hsm.to_string()], &ev)
+        })
     }
 
     /// Picks an instance for an operation that uses no stored key.
