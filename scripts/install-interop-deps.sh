@@ -9,7 +9,7 @@ set -euo pipefail
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 
 need=()
-for pkg in opensc openssl nginx curl gnutls-bin p11-kit libengine-pkcs11-openssl gcc pkg-config; do
+for pkg in opensc openssl nginx curl gnutls-bin p11-kit libengine-pkcs11-openssl gcc pkg-config gdb valgrind; do
   installed "$pkg" || need+=("$pkg")
 done
 command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)

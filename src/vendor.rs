@@ -18,7 +18,8 @@ pub const CKM_SP800_108_COUNTER_KDF_CLOUDHSM: CK_MECHANISM_TYPE = 0x8000_0001;
 /// Name of the vendor interface returned by C_GetInterface.
 pub const INTERFACE_NAME: &str = "clusterhsm";
 pub const INTERFACE_VERSION_MAJOR: u8 = 1;
-pub const INTERFACE_VERSION_MINOR: u8 = 0;
+/// 1.1 added CHSM_GetMemoryStats.
+pub const INTERFACE_VERSION_MINOR: u8 = 1;
 
 /// CloudHSM's SP 800-108 data-parameter types (its vendor header), which differ from
 /// PKCS#11 3.0's CK_SP800_108_* numbers 1..=5.

@@ -256,8 +256,8 @@ impl Cluster {
         self.write(|tx| {
             let mut ev = audit::Event::new(opcode);
             ev.user = user.as_deref();
-            ev.session = Some(session as u64);
-            ev.handle = Some(entry.handle as u64);
+            ev.session = Some(session);
+            ev.handle = Some(entry.handle);
             ev.unique_id = Some(&entry.object.uid);
             ev.label = Some(entry.object.label());
             ev.detail = Some(&detail);

@@ -352,31 +352,6 @@ impl Cluster {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pins_select_users() {
-        let (n, p) = split_pin(b"alice:secret", Role::CryptoUser);
-        assert_eq!((n.as_str(), p.expose()), ("alice", &b"secret"[..]));
-        let (n, p) = split_pin(b"1234", Role::CryptoUser);
-        assert_eq!((n.as_str(), p.expose()), ("cu", &b"1234"[..]));
-        let (n, _) = split_pin(b"1234", Role::CryptoOfficer);
-        assert_eq!(n, "admin");
-        let (n, p) = split_pin(b":x", Role::CryptoUser);
-        assert_eq!((n.as_str(), p.expose()), ("cu", &b":x"[..]));
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_name("alice_1").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name(&"x".repeat(32)).is_err());
-        assert!(validate_name("a b").is_err());
-    }
-}
-
 /// The verified-PIN cache: after one successful login with the full KDF, the same user and
 /// password open the master key again by one HMAC (keyed with a per-process random key)
 /// instead of another PBKDF2 run. Entries are bound to the user's stored salt and wrapped
@@ -436,5 +411,30 @@ impl PinCache {
 impl Default for PinCache {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_select_users() {
+        let (n, p) = split_pin(b"alice:secret", Role::CryptoUser);
+        assert_eq!((n.as_str(), p.expose()), ("alice", &b"secret"[..]));
+        let (n, p) = split_pin(b"1234", Role::CryptoUser);
+        assert_eq!((n.as_str(), p.expose()), ("cu", &b"1234"[..]));
+        let (n, _) = split_pin(b"1234", Role::CryptoOfficer);
+        assert_eq!(n, "admin");
+        let (n, p) = split_pin(b":x", Role::CryptoUser);
+        assert_eq!((n.as_str(), p.expose()), ("cu", &b":x"[..]));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("alice_1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name(&"x".repeat(32)).is_err());
+        assert!(validate_name("a b").is_err());
     }
 }

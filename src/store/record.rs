@@ -12,7 +12,12 @@ pub fn encode<'a, I>(entries: I) -> Vec<u8>
 where
     I: IntoIterator<Item = (CK_ATTRIBUTE_TYPE, &'a [u8])>,
 {
-    let mut out = vec![RECORD_VERSION];
+    // Sized once: the record may hold secret values, and a growing Vec would leave copies
+    // of them behind in freed memory.
+    let entries: Vec<(CK_ATTRIBUTE_TYPE, &[u8])> = entries.into_iter().collect();
+    let total = 1 + entries.iter().map(|(_, v)| 12 + v.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    out.push(RECORD_VERSION);
     for (ty, value) in entries {
         out.extend_from_slice(&ty.to_le_bytes());
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
