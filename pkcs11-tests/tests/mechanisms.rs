@@ -311,6 +311,7 @@ fn table(m: CK_MECHANISM_TYPE) -> Option<(CK_FLAGS, Runner)> {
         CKM_RSA_PKCS => (ENC | SIG | REC | WRAP, rsa_pkcs),
         CKM_RSA_X_509 => (ENC | SIG | REC, rsa_x509),
         CKM_RSA_PKCS_OAEP => (ENC | WRAP, rsa_oaep),
+        CKM_RSA_AES_KEY_WRAP => (WRAP, rsa_aes_key_wrap),
         CKM_RSA_PKCS_PSS => (SIG, rsa_pss_raw),
         CKM_SHA1_RSA_PKCS | CKM_SHA224_RSA_PKCS | CKM_SHA256_RSA_PKCS | CKM_SHA384_RSA_PKCS
         | CKM_SHA512_RSA_PKCS => (SIG, rsa_pkcs_hashed),
@@ -1924,5 +1925,60 @@ fn cloudhsm_kw(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
             "C_UnwrapKey(CloudHSM)",
         );
         assert_eq!(c.value(back), data, "0x{m:x} round trip");
+    }
+}
+
+/// CKM_RSA_AES_KEY_WRAP: the blob is OAEP(temporary AES key) || KWP(target). Checked by
+/// taking it apart with the module's own CKM_RSA_PKCS_OAEP and CKM_AES_KEY_WRAP_PAD.
+fn rsa_aes_key_wrap(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
+    for bits in c.rsa_sizes(m) {
+        let (public, private) = c.rsa(bits);
+        let oaep = oaep_params(Hash::Sha256);
+        let params = CK_RSA_AES_KEY_WRAP_PARAMS {
+            ulAESKeyBits: 256,
+            pOAEPParams: &oaep as *const _ as *mut _,
+        };
+        let value = hx("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+        let target = c.secret(CKK_AES, &value);
+        let wrapped = ok(
+            c.raw.wrap(c.s, &mut Mech::with(m, &params), public, target),
+            "C_WrapKey(RSA_AES_KEY_WRAP)",
+        );
+        let k = (bits / 8) as usize;
+        assert!(wrapped.len() > k);
+        let temp = ok(
+            c.raw.decrypt(
+                c.s,
+                &mut Mech::with(CKM_RSA_PKCS_OAEP, &oaep),
+                private,
+                &wrapped[..k],
+            ),
+            "OAEP-decrypting the temporary key",
+        );
+        assert_eq!(temp.len(), 32, "a 256-bit temporary AES key");
+        let kek = c.secret(CKK_AES, &temp);
+        let mut t = Tmpl::new()
+            .ulong(CKA_CLASS, CKO_SECRET_KEY)
+            .ulong(CKA_KEY_TYPE, CKK_AES)
+            .bool(CKA_TOKEN, false)
+            .bool(CKA_SENSITIVE, false)
+            .bool(CKA_EXTRACTABLE, true);
+        let inner = ok(
+            c.raw.unwrap(
+                c.s,
+                &mut Mech::new(CKM_AES_KEY_WRAP_PAD),
+                kek,
+                &wrapped[k..],
+                &mut t,
+            ),
+            "KWP-unwrapping the target with the temporary key",
+        );
+        assert_eq!(c.value(inner), value);
+        let back = ok(
+            c.raw
+                .unwrap(c.s, &mut Mech::with(m, &params), private, &wrapped, &mut t),
+            "C_UnwrapKey(RSA_AES_KEY_WRAP)",
+        );
+        assert_eq!(c.value(back), value);
     }
 }

@@ -456,6 +456,9 @@ fn wrap_with(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Resu
                 data,
             )?)
         }
+        (CKM_RSA_AES_KEY_WRAP, LoadedKey::RsaPublic(_) | LoadedKey::RsaPrivate(_)) => {
+            rsa_aes_wrap(mech, key, data, wrap)?
+        }
         (CKM_RSA_PKCS | CKM_RSA_PKCS_OAEP, LoadedKey::RsaPublic(k)) if wrap => match &mech.params {
             Params::Oaep { hash, mgf, label } => SecretBytes::new(k.encrypt_oaep(
                 ops::hash_of(*hash).ok_or(Error::MechanismParamInvalid("hash".into()))?,
@@ -483,6 +486,64 @@ fn wrap_with(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Resu
             });
         }
     })
+}
+
+/// CKM_RSA_AES_KEY_WRAP (PKCS#11 v2.40 §2.1.21): a fresh AES key of ulAESKeyBits wraps
+/// the target with RFC 5649 key wrap, and is itself wrapped with RSA-OAEP; the result is
+/// the OAEP block followed by the AES-wrapped key.
+fn rsa_aes_wrap(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Result<SecretBytes> {
+    let Params::RsaAesWrap { aes_key_bits, oaep } = &mech.params else {
+        return Err(Error::MechanismParamInvalid(
+            "CK_RSA_AES_KEY_WRAP_PARAMS required".into(),
+        ));
+    };
+    let Params::Oaep { hash, mgf, label } = oaep.as_ref() else {
+        return Err(Error::MechanismParamInvalid(
+            "OAEP parameters required".into(),
+        ));
+    };
+    let hash = ops::hash_of(*hash).ok_or(Error::MechanismParamInvalid("OAEP hash".into()))?;
+    let mgf = mgf_to_hash(*mgf)?;
+    if !matches!(aes_key_bits, 128 | 192 | 256) {
+        return Err(Error::MechanismParamInvalid(
+            "ulAESKeyBits must be 128, 192 or 256".into(),
+        ));
+    }
+    match (key, wrap) {
+        (LoadedKey::RsaPublic(k), true) => {
+            let temp = crate::crypto::rng::random_secret(aes_key_bits / 8)?;
+            let mut out = k.encrypt_oaep(hash, mgf, label, temp.expose())?;
+            out.extend_from_slice(&crate::crypto::keywrap::aes_kwp_wrap(
+                temp.expose(),
+                data,
+                None,
+            )?);
+            Ok(SecretBytes::new(out))
+        }
+        (LoadedKey::RsaPrivate(k), false) => {
+            let n = k.modulus_len();
+            if data.len() <= n {
+                return Err(Error::WrappedKeyLen);
+            }
+            let (head, tail) = data.split_at(n);
+            let temp = k
+                .decrypt_oaep(hash, mgf, label, head)
+                .map_err(|_| Error::WrappedKeyInvalid)?;
+            if temp.len() * 8 != *aes_key_bits {
+                return Err(Error::WrappedKeyInvalid);
+            }
+            Ok(crate::crypto::keywrap::aes_kwp_unwrap(
+                temp.expose(),
+                tail,
+                None,
+            )?)
+        }
+        _ => Err(if wrap {
+            Error::WrappingKeyTypeInconsistent
+        } else {
+            Error::UnwrappingKeyTypeInconsistent
+        }),
+    }
 }
 
 fn mgf_to_hash(mgf: CK_RSA_PKCS_MGF_TYPE) -> Result<crate::crypto::digest::HashAlg> {

@@ -88,6 +88,7 @@ pub static REGISTRY: &[Entry] = &[
     m(CKM_SHA512_RSA_PKCS_PSS, 1024, 8192, SIG, Both),
     m(CKM_SHA224_RSA_PKCS, 1024, 8192, SIG, Both),
     m(CKM_SHA224_RSA_PKCS_PSS, 1024, 8192, SIG, Both),
+    m(CKM_RSA_AES_KEY_WRAP, 1024, 8192, WRAP, Both),
     m(CKM_DES3_KEY_GEN, 24, 24, CKF_GENERATE, Both),
     m(CKM_DES3_ECB, 24, 24, ENC, Both),
     m(CKM_DES3_CBC, 24, 24, ENC, Both),
