@@ -29,7 +29,7 @@ pub fn check_may_create(s: &Session, token: bool, private: bool) -> Result<()> {
     if token {
         s.require_rw()?;
     }
-    if private && !matches!(s.cluster.login_state(), LoginState::User(_)) {
+    if private && !s.cluster.user_logged_in() {
         return Err(Error::UserNotLoggedIn);
     }
     Ok(())

@@ -36,7 +36,7 @@ struct StoredObject {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    super::to_hex(b)
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>> {

@@ -283,6 +283,11 @@ impl Cluster {
     pub fn login_state(&self) -> LoginState {
         self.inner.read().login.clone()
     }
+
+    /// Whether a Crypto User is logged in (no allocation, unlike `login_state`).
+    pub fn user_logged_in(&self) -> bool {
+        matches!(self.inner.read().login, LoginState::User(_))
+    }
 }
 
 /// Creates a new cluster row with its HSM instances (C_InitToken on the free slot, or the CLI).
@@ -338,10 +343,18 @@ pub fn token_id(row: &ClusterRow) -> String {
         .unwrap_or_else(|| format!("cluster-{}", row.id))
 }
 
+/// Lowercase hex of `bytes`, in one allocation.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0x0f) as usize] as char);
+    }
+    out
+}
+
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> Result<String> {
-    Ok(crate::store::seal::random_bytes(n)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(to_hex(&crate::store::seal::random_bytes(n)?))
 }

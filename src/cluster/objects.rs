@@ -29,7 +29,7 @@ fn seal_aad(token_id: &str, uid: &str) -> Vec<u8> {
 
 pub fn new_uid() -> Result<String> {
     let b = store::seal::random_bytes(8)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(super::to_hex(&b))
 }
 
 /// Attributes that go into the sealed part: secrets always, and the value of a private
