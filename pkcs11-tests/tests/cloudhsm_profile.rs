@@ -870,3 +870,42 @@ fn cli_created_cloudhsm_cluster() {
         assert_eq!(ck!(t.raw, C_CloseSession(s)), CKR_OK);
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-mechanism data-size limits (AWS CloudHSM User Guide, "Supported mechanisms for the
+// PKCS #11 library": maximum data size for each mechanism; AES-CBC 16,272 bytes).
+
+#[test]
+fn data_size_limits() {
+    isolated("data_size_limits", || {
+        let t = Token::new(Profile::CloudHsm);
+        let s = t.user_session();
+        let k = aes_key(&t.raw, s, false, Tmpl::new());
+        let iv = [0u8; 16];
+        let at_limit = vec![7u8; 16_272];
+        let over = vec![7u8; 16_272 + 16];
+        t.raw
+            .encrypt(s, &mut Mech::bytes(CKM_AES_CBC, &iv), k, &at_limit)
+            .unwrap_or_else(|rv| panic!("16,272 bytes of AES-CBC: {}", rv_name(rv)));
+        assert_eq!(
+            t.raw
+                .encrypt(s, &mut Mech::bytes(CKM_AES_CBC, &iv), k, &over)
+                .map_err(rv_name),
+            Err(rv_name(CKR_DATA_LEN_RANGE)),
+            "over CloudHSM's AES-CBC limit"
+        );
+    });
+}
+
+#[test]
+fn standard_profile_has_no_data_size_limits() {
+    isolated("standard_profile_has_no_data_size_limits", || {
+        let t = Token::new(Profile::Standard);
+        let s = t.user_session();
+        let k = aes_key(&t.raw, s, false, Tmpl::new());
+        let iv = [0u8; 16];
+        t.raw
+            .encrypt(s, &mut Mech::bytes(CKM_AES_CBC, &iv), k, &vec![7u8; 65_536])
+            .unwrap_or_else(|rv| panic!("64 KiB of AES-CBC: {}", rv_name(rv)));
+    });
+}

@@ -971,7 +971,89 @@ fn ecdsa_hash(mech: CK_MECHANISM_TYPE) -> Result<Option<HashAlg>> {
 // ---- constructors ---------------------------------------------------------------------------
 
 /// Builds an encrypt/decrypt/sign/sign-recover/verify-recover operation.
+/// CloudHSM's maximum data size per call for mechanisms the HSM computes itself (AWS
+/// CloudHSM User Guide, "Supported mechanisms for the PKCS #11 library", maximum data size
+/// for each mechanism). RSA and ECDSA hash in the client and have no limit.
+pub fn cloudhsm_data_limit(mech: CK_MECHANISM_TYPE) -> Option<usize> {
+    Some(match mech {
+        CKM_SHA_1_HMAC | CKM_SHA256_HMAC => 16_288,
+        CKM_SHA224_HMAC => 16_256,
+        CKM_SHA384_HMAC | CKM_SHA512_HMAC => 16_224,
+        CKM_AES_CBC | CKM_AES_CBC_PAD | CKM_AES_ECB | CKM_AES_CTR => 16_272,
+        CKM_AES_GCM | crate::vendor::CKM_CLOUDHSM_AES_GCM => 16_224,
+        CKM_DES3_CBC | CKM_DES3_CBC_PAD | CKM_DES3_ECB => 16_280,
+        _ => return None,
+    })
+}
+
+/// Enforces a per-call input limit (the cloudhsm profile), then defers to the operation.
+struct LimitedOp {
+    inner: Box<dyn CipherOp>,
+    limit: usize,
+}
+
+impl LimitedOp {
+    fn check(&self, len: usize) -> Result<()> {
+        if len > self.limit {
+            return Err(Error::DataLenRange);
+        }
+        Ok(())
+    }
+}
+
+impl CipherOp for LimitedOp {
+    fn one_shot(&mut self, input: &[u8]) -> Result<SecretBytes> {
+        self.check(input.len())?;
+        self.inner.one_shot(input)
+    }
+    fn update(&mut self, input: &[u8]) -> Result<Vec<u8>> {
+        self.check(input.len())?;
+        self.inner.update(input)
+    }
+    fn update_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.check(input.len())?;
+        self.inner.update_into(input, out)
+    }
+    fn update_len(&self, input_len: usize) -> usize {
+        self.inner.update_len(input_len)
+    }
+    fn finish(&mut self) -> Result<SecretBytes> {
+        self.inner.finish()
+    }
+    fn multipart(&self) -> bool {
+        self.inner.multipart()
+    }
+    fn generated_iv(&self) -> Option<&[u8]> {
+        self.inner.generated_iv()
+    }
+}
+
+/// Wraps an operation in the cloudhsm profile's data-size limit where one applies.
+fn with_profile_limits(
+    op: Box<dyn CipherOp>,
+    mech: CK_MECHANISM_TYPE,
+    profile: Profile,
+) -> Box<dyn CipherOp> {
+    match (profile, cloudhsm_data_limit(mech)) {
+        (Profile::CloudHsm, Some(limit)) => Box::new(LimitedOp { inner: op, limit }),
+        _ => op,
+    }
+}
+
 pub fn new_cipher_op(
+    kind: OpKind,
+    mech: &Mechanism,
+    entry: &Entry,
+    profile: Profile,
+) -> Result<Box<dyn CipherOp>> {
+    Ok(with_profile_limits(
+        build_cipher_op(kind, mech, entry, profile)?,
+        mech.ty,
+        profile,
+    ))
+}
+
+fn build_cipher_op(
     kind: OpKind,
     mech: &Mechanism,
     entry: &Entry,
