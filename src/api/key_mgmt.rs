@@ -725,7 +725,7 @@ fn derived_len(t: &Template, key_type: CK_KEY_TYPE, natural: Option<usize>) -> R
     let ok = match key_type {
         CKK_AES => matches!(len, 16 | 24 | 32),
         CKK_DES3 => len == 24,
-        _ => len > 0 && len <= 1024,
+        _ => len > 0 && len <= 512,
     };
     if ok {
         Ok(len)

@@ -189,7 +189,11 @@ impl Cluster {
         ) {
             Ok(mk) => {
                 if failures > 0 {
-                    self.write(|tx| store::set_login_failures(tx, self.id, name, &hsm_id, 0))?;
+                    if let Err(e) =
+                        self.write(|tx| store::set_login_failures(tx, self.id, name, &hsm_id, 0))
+                    {
+                        crate::log_warn!("cannot reset the failed-login count of {name}: {e}");
+                    }
                 }
                 let mk = Arc::new(mk);
                 self.pin_cache.remember(name, &user, password, mk.clone());
@@ -197,13 +201,17 @@ impl Cluster {
             }
             Err(Error::PinIncorrect) => {
                 let now = failures + 1;
-                self.write(|tx| {
+                let recorded = self.write(|tx| {
                     store::set_login_failures(tx, self.id, name, &hsm_id, now)?;
                     let mut ev = audit::Event::new("CN_LOGIN");
                     ev.user = Some(name);
                     ev.result = "CKR_PIN_INCORRECT";
                     audit::record(tx, self.id, std::slice::from_ref(&hsm_id), &ev)
-                })?;
+                });
+                if let Err(e) = recorded {
+                    // A read-only store cannot count: the caller still learns the PIN was wrong.
+                    crate::log_warn!("cannot record a failed login of {name}: {e}");
+                }
                 Err(if now >= self.config.max_login_failures {
                     Error::PinLocked
                 } else {

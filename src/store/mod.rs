@@ -84,6 +84,8 @@ pub struct ObjectRow {
 }
 
 pub struct Store {
+    /// Opened read-only (read-only media or permissions): writes are refused cleanly.
+    read_only: bool,
     dir: PathBuf,
     conn: Mutex<ConnSlot>,
     counter: ChangeCounter,
@@ -121,7 +123,10 @@ impl Drop for ConnSlot {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    if read_only {
+        return open_read_only(path);
+    }
     let conn = Connection::open(path)
         .map_err(|e| Error::DeviceError(format!("cannot open store {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -129,6 +134,30 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// A read-only store (read-only mount or no write permission): keys stay usable, writes
+/// fail with a clear error. A WAL database on read-only media opens `immutable` when its
+/// shared-memory file cannot be made.
+fn open_read_only(path: &Path) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let p = path.display();
+    for uri in [format!("file:{p}?mode=ro"), format!("file:{p}?immutable=1")] {
+        if let Ok(c) = Connection::open_with_flags(&uri, flags) {
+            if c.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
+                .is_ok()
+            {
+                crate::log_warn!("store {p} is read-only: existing keys work, changes are refused");
+                return Ok(c);
+            }
+        }
+    }
+    Err(Error::DeviceError(format!(
+        "cannot open store {p} (read-only)"
+    )))
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -147,10 +176,23 @@ impl Store {
                 dir.display()
             ))
         })?;
-        let conn = open_connection(&dir.join(DB_FILE))?;
-        migrate(&conn)?;
         let counter = ChangeCounter::open(&dir.join(counter::COUNTER_FILE))?;
+        let mut read_only = !counter.is_writable();
+        let conn = match open_connection(&dir.join(DB_FILE), read_only) {
+            Ok(c) => c,
+            Err(e) if !read_only => {
+                read_only = true;
+                open_connection(&dir.join(DB_FILE), true).map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        };
+        if read_only {
+            check_version(&conn)?;
+        } else {
+            migrate(&conn)?;
+        }
         Ok(Store {
+            read_only,
             dir: dir.to_path_buf(),
             conn: Mutex::new(ConnSlot {
                 pid: std::process::id(),
@@ -174,7 +216,7 @@ impl Store {
         let mut guard = self.conn.lock();
         let pid = std::process::id();
         if guard.pid != pid {
-            let fresh = open_connection(&self.dir.join(DB_FILE))?;
+            let fresh = open_connection(&self.dir.join(DB_FILE), self.read_only)?;
             if let Some(inherited) = guard.conn.replace(fresh) {
                 // Closing the parent's connection here could disturb its locks: leak it.
                 std::mem::forget(inherited);
@@ -186,6 +228,12 @@ impl Store {
 
     /// Runs `f` in one IMMEDIATE transaction, then bumps the change counter.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        if self.read_only {
+            return Err(Error::DeviceError(format!(
+                "store {} is read-only",
+                self.dir.display()
+            )));
+        }
         let mut guard = self.conn()?;
         let tx = guard
             .get_mut()?
@@ -512,6 +560,24 @@ pub fn audit_lines(
         })?
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(rows.into_iter().rev().collect())
+}
+
+/// The schema check of a read-only store: it cannot be migrated, so it must be current.
+fn check_version(conn: &Connection) -> Result<()> {
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match version {
+        Some(v) if v == SCHEMA_VERSION => Ok(()),
+        Some(v) if v > SCHEMA_VERSION => Err(Error::TokenNotRecognized(format!(
+            "store schema version {v} is newer than this build supports ({SCHEMA_VERSION}); upgrade clusterhsm"
+        ))),
+        _ => Err(Error::DeviceError("the read-only store needs a schema migration; open it writable once".into())),
+    }
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
