@@ -110,22 +110,9 @@ pub unsafe extern "C" fn C_GetSlotList(
     pul_count: CK_ULONG_PTR,
 ) -> CK_RV {
     guard("C_GetSlotList", || {
-        // SAFETY: NULL or a writable CK_ULONG.
-        let count = unsafe { out_ref(pul_count) }?;
         let slots = api::slot_token::slot_list(token_present != CK_FALSE)?;
-        let needed = to_ulong(slots.len());
-        if p_slot_list.is_null() {
-            *count = needed;
-            return Ok(());
-        }
-        if *count < needed {
-            *count = needed;
-            return Err(Error::BufferTooSmall);
-        }
-        // SAFETY: the caller's array holds *count >= slots.len() entries.
-        unsafe { std::ptr::copy_nonoverlapping(slots.as_ptr(), p_slot_list, slots.len()) };
-        *count = needed;
-        Ok(())
+        // SAFETY: count and array per the length convention (caller guarantee).
+        unsafe { write_array(&slots, p_slot_list, pul_count) }
     })
 }
 
@@ -212,22 +199,9 @@ pub unsafe extern "C" fn C_GetMechanismList(
     pul_count: CK_ULONG_PTR,
 ) -> CK_RV {
     guard("C_GetMechanismList", || {
-        // SAFETY: NULL or a writable CK_ULONG.
-        let count = unsafe { out_ref(pul_count) }?;
         let list = api::slot_token::mechanism_list(slot)?;
-        let needed = to_ulong(list.len());
-        if p_list.is_null() {
-            *count = needed;
-            return Ok(());
-        }
-        if *count < needed {
-            *count = needed;
-            return Err(Error::BufferTooSmall);
-        }
-        // SAFETY: the caller's array holds *count >= list.len() entries.
-        unsafe { std::ptr::copy_nonoverlapping(list.as_ptr(), p_list, list.len()) };
-        *count = needed;
-        Ok(())
+        // SAFETY: count and array per the length convention (caller guarantee).
+        unsafe { write_array(&list, p_list, pul_count) }
     })
 }
 

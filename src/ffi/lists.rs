@@ -264,21 +264,8 @@ pub unsafe extern "C" fn C_GetInterfaceList(
     pul_count: CK_ULONG_PTR,
 ) -> CK_RV {
     guard("C_GetInterfaceList", || {
-        // SAFETY: NULL or a writable CK_ULONG.
-        let count = unsafe { out_ref(pul_count) }?;
-        let n = INTERFACES.0.len() as CK_ULONG;
-        if p_list.is_null() {
-            *count = n;
-            return Ok(());
-        }
-        if *count < n {
-            *count = n;
-            return Err(Error::BufferTooSmall);
-        }
-        // SAFETY: the caller's array holds at least n entries.
-        unsafe { std::ptr::copy_nonoverlapping(INTERFACES.0.as_ptr(), p_list, INTERFACES.0.len()) };
-        *count = n;
-        Ok(())
+        // SAFETY: count and array per the length convention (caller guarantee).
+        unsafe { super::marshal::write_array(&INTERFACES.0, p_list, pul_count) }
     })
 }
 

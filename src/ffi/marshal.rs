@@ -136,3 +136,30 @@ pub fn pad_into(dst: &mut [u8], s: &str) {
     let n = b.len().min(dst.len());
     dst[..n].copy_from_slice(&b[..n]);
 }
+
+/// Writes an array output (slot list, mechanism list, interface list) with the length
+/// convention: NULL array → count only; short array → count and CKR_BUFFER_TOO_SMALL.
+///
+/// # Safety
+/// `count_ptr` must be NULL or a valid CK_ULONG; `out` NULL or valid for `*count_ptr` items.
+pub unsafe fn write_array<T: Copy>(
+    items: &[T],
+    out: *mut T,
+    count_ptr: *mut CK_ULONG,
+) -> Result<()> {
+    // SAFETY: forwarded caller guarantee.
+    let count = unsafe { out_ref(count_ptr) }?;
+    let needed = to_ulong(items.len());
+    if out.is_null() {
+        *count = needed;
+        return Ok(());
+    }
+    if *count < needed {
+        *count = needed;
+        return Err(Error::BufferTooSmall);
+    }
+    // SAFETY: the caller's array holds *count >= items.len() entries.
+    unsafe { std::ptr::copy_nonoverlapping(items.as_ptr(), out, items.len()) };
+    *count = needed;
+    Ok(())
+}
