@@ -1053,6 +1053,37 @@ pub fn derive_key(
     s.cluster.insert_object(obj, s.handle, &s.hsm)
 }
 
+/// Imports a PKCS#8 private key (the admin CLI's `key import`): the same path as C_UnwrapKey
+/// after the unwrapping. The new key is neither ALWAYS_SENSITIVE nor NEVER_EXTRACTABLE.
+pub fn import_pkcs8(
+    h: CK_SESSION_HANDLE,
+    der: &[u8],
+    template: &Template,
+) -> Result<CK_OBJECT_HANDLE> {
+    let (_lib, s) = session(h)?;
+    let material =
+        der::decode_pkcs8(der).map_err(|_| Error::ArgumentsBad("not a PKCS#8 private key"))?;
+    let key_type = match &material {
+        PrivateKeyMaterial::Rsa(_) => CKK_RSA,
+        PrivateKeyMaterial::Ec { .. } => CKK_EC,
+        PrivateKeyMaterial::Ed25519 { .. } => CKK_EC_EDWARDS,
+        PrivateKeyMaterial::X25519 { .. } => CKK_EC_MONTGOMERY,
+    };
+    let t = with_class(template, CKO_PRIVATE_KEY, key_type)?;
+    let mut obj = object::build_object(
+        &t,
+        Origin::Unwrap,
+        actor(&s),
+        s.cluster.profile().defaults(),
+        new_uid()?,
+    )?;
+    keys::fill_private(&mut obj, &material)?;
+    keys::complete_new_object(&mut obj)?;
+    finish_bookkeeping(&mut obj, false);
+    check_may_create(&s, obj.is_token(), obj.is_private())?;
+    s.cluster.insert_object(obj, s.handle, &s.hsm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

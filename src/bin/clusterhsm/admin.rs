@@ -138,7 +138,12 @@ pub fn key(args: &[String], sub: Option<&str>) -> Result<(), String> {
             println!("key {uid} deleted");
             Ok(())
         }
-        _ => Err("usage: clusterhsm key list|share|unshare|delete".into()),
+        Some("generate") => generate(args),
+        Some("import") => import(args),
+        Some("set-attribute") => set_attribute(args),
+        _ => Err(
+            "usage: clusterhsm key list|generate|import|set-attribute|share|unshare|delete".into(),
+        ),
     }
 }
 
@@ -211,5 +216,276 @@ pub fn throttle(args: &[String]) -> Result<(), String> {
     c.set_faults(|f| f.throttle_percent = pct)
         .map_err(|e| e.to_string())?;
     println!("cluster {}: {pct}% of operations throttled", c.id);
+    Ok(())
+}
+
+/// An in-process PKCS#11 session on the cluster's slot, logged in as the Crypto User.
+fn cu_session(c: &Cluster, args: &[String]) -> Result<CK_SESSION_HANDLE, String> {
+    use clusterhsm::api;
+    match api::general::initialize(None) {
+        Ok(()) | Err(clusterhsm::error::Error::CryptokiAlreadyInitialized) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let creds = flag(args, "--user")
+        .or_else(|| std::env::var("CLUSTERHSM_CU").ok())
+        .ok_or("give the key owner as --user NAME:PASSWORD (or CLUSTERHSM_CU)")?;
+    let h = api::session::open_session(c.slot_id(), CKF_SERIAL_SESSION | CKF_RW_SESSION)
+        .map_err(|e| e.to_string())?;
+    api::session::login(h, CKU_USER, creds.as_bytes()).map_err(|e| format!("login: {e}"))?;
+    Ok(h)
+}
+
+fn ulong(v: CK_ULONG) -> Vec<u8> {
+    v.to_ne_bytes().to_vec()
+}
+
+fn common_template(args: &[String]) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, String> {
+    let mut t = vec![(CKA_TOKEN, vec![CK_TRUE])];
+    if let Some(l) = flag(args, "--label") {
+        t.push((CKA_LABEL, l.into_bytes()));
+    }
+    if let Some(id) = flag(args, "--id") {
+        t.push((CKA_ID, unhex(&id)?));
+    }
+    Ok(t)
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("not hex: {s}"));
+    }
+    Ok((0..s.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect())
+}
+
+fn uid_of(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE) -> String {
+    match clusterhsm::api::object::get_attributes(h, obj, &[CKA_UNIQUE_ID])
+        .ok()
+        .and_then(|mut v| v.pop())
+    {
+        Some(clusterhsm::api::object::AttrAnswer::Value(v)) => {
+            String::from_utf8_lossy(&v).into_owned()
+        }
+        _ => "?".into(),
+    }
+}
+
+/// `clusterhsm key generate --type T [--label L] [--id HEX] --user CU:PASSWORD`.
+pub fn generate(args: &[String]) -> Result<(), String> {
+    use clusterhsm::api::key_mgmt;
+    use clusterhsm::mechanism::{Mechanism, Params};
+    let ctx = open()?;
+    let c = cluster_of(&ctx, args)?;
+    let kind = flag(args, "--type").ok_or(
+        "give --type aes-128|aes-256|rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384|ec-p521|ed25519",
+    )?;
+    let h = cu_session(&c, args)?;
+    let base = common_template(args)?;
+    let mech = |ty| Mechanism {
+        ty,
+        params: Params::None,
+    };
+    let ec = |oid: &[u8]| -> Result<Vec<String>, String> {
+        let mut public = base.clone();
+        public.push((CKA_EC_PARAMS, oid.to_vec()));
+        let (p, k) = key_mgmt::generate_key_pair(h, &mech(CKM_EC_KEY_PAIR_GEN), &public, &base)
+            .map_err(|e| e.to_string())?;
+        Ok(vec![uid_of(h, p), uid_of(h, k)])
+    };
+    let made = match kind.as_str() {
+        "aes-128" | "aes-192" | "aes-256" => {
+            let bits: CK_ULONG = kind[4..].parse().map_err(|_| "size")?;
+            let mut t = base.clone();
+            t.push((CKA_VALUE_LEN, ulong(bits / 8)));
+            vec![uid_of(
+                h,
+                key_mgmt::generate_key(h, &mech(CKM_AES_KEY_GEN), &t).map_err(|e| e.to_string())?,
+            )]
+        }
+        "rsa-2048" | "rsa-3072" | "rsa-4096" => {
+            let bits: CK_ULONG = kind[4..].parse().map_err(|_| "size")?;
+            let mut public = base.clone();
+            public.push((CKA_MODULUS_BITS, ulong(bits)));
+            let (p, k) =
+                key_mgmt::generate_key_pair(h, &mech(CKM_RSA_PKCS_KEY_PAIR_GEN), &public, &base)
+                    .map_err(|e| e.to_string())?;
+            vec![uid_of(h, p), uid_of(h, k)]
+        }
+        "ec-p256" => ec(&[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07])?,
+        "ec-p384" => ec(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22])?,
+        "ec-p521" => ec(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23])?,
+        "ed25519" => {
+            let (p, k) =
+                key_mgmt::generate_key_pair(h, &mech(CKM_EC_EDWARDS_KEY_PAIR_GEN), &base, &base)
+                    .map_err(|e| e.to_string())?;
+            vec![uid_of(h, p), uid_of(h, k)]
+        }
+        other => return Err(format!("unknown key type {other}")),
+    };
+    println!("generated {kind}: {}", made.join(" "));
+    Ok(())
+}
+
+/// PEM to DER (the first block), or the bytes as they are.
+fn pem_or_der(bytes: &[u8]) -> Result<(Option<String>, Vec<u8>), String> {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(start) = text.find("-----BEGIN ") else {
+        return Ok((None, bytes.to_vec()));
+    };
+    let rest = &text[start + 11..];
+    let kind_end = rest.find("-----").ok_or("bad PEM header")?;
+    let kind = rest[..kind_end].to_string();
+    let body_start = kind_end + 5;
+    let end = rest.find("-----END ").ok_or("bad PEM footer")?;
+    let b64: String = rest[body_start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    Ok((Some(kind), base64_decode(&b64)?))
+}
+
+fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
+    let val = |c: u8| -> Result<u32, String> {
+        Ok(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return Err("bad base64".into()),
+        } as u32)
+    };
+    let bytes = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return Err("bad base64 length".into()),
+        };
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    Ok(out)
+}
+
+/// `clusterhsm key import FILE [--label L] [--id HEX] --user CU:PASSWORD`: a PKCS#8 private
+/// key, an X.509 certificate, or a SubjectPublicKeyInfo, as PEM or DER.
+pub fn import(args: &[String]) -> Result<(), String> {
+    use clusterhsm::crypto::der;
+    let file = positional(args, 2)
+        .ok_or("usage: clusterhsm key import FILE [--label L] [--id HEX] --user CU:PASSWORD")?;
+    let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let (kind, der_bytes) = pem_or_der(&bytes)?;
+    let ctx = open()?;
+    let c = cluster_of(&ctx, args)?;
+    let h = cu_session(&c, args)?;
+    let mut t = common_template(args)?;
+    let kind = kind.unwrap_or_default();
+    let obj = if kind.contains("CERTIFICATE")
+        || (kind.is_empty() && der::parse_certificate(&der_bytes).is_ok())
+    {
+        t.push((CKA_CLASS, ulong(CKO_CERTIFICATE)));
+        t.push((CKA_CERTIFICATE_TYPE, ulong(CKC_X_509)));
+        t.push((CKA_VALUE, der_bytes));
+        clusterhsm::api::object::create_object(h, &t).map_err(|e| e.to_string())?
+    } else if kind.contains("PRIVATE KEY")
+        || (kind.is_empty() && der::decode_pkcs8(&der_bytes).is_ok())
+    {
+        let r = clusterhsm::api::key_mgmt::import_pkcs8(h, &der_bytes, &t);
+        zeroize::Zeroize::zeroize(&mut der_bytes.clone());
+        r.map_err(|e| e.to_string())?
+    } else {
+        match der::decode_spki(&der_bytes)
+            .map_err(|_| "not a certificate, PKCS#8 private key or public key")?
+        {
+            der::PublicKeyMaterial::Rsa { n, e } => {
+                t.extend([
+                    (CKA_CLASS, ulong(CKO_PUBLIC_KEY)),
+                    (CKA_KEY_TYPE, ulong(CKK_RSA)),
+                    (CKA_MODULUS, n),
+                    (CKA_PUBLIC_EXPONENT, e),
+                ]);
+            }
+            der::PublicKeyMaterial::Ec { curve, point } => {
+                t.extend([
+                    (CKA_CLASS, ulong(CKO_PUBLIC_KEY)),
+                    (CKA_KEY_TYPE, ulong(CKK_EC)),
+                    (CKA_EC_PARAMS, curve.oid_der().to_vec()),
+                    (
+                        CKA_EC_POINT,
+                        clusterhsm::crypto::ec::ec_point_to_der(&point),
+                    ),
+                ]);
+            }
+            der::PublicKeyMaterial::Ed25519(p) => {
+                t.extend([
+                    (CKA_CLASS, ulong(CKO_PUBLIC_KEY)),
+                    (CKA_KEY_TYPE, ulong(CKK_EC_EDWARDS)),
+                    (CKA_EC_PARAMS, vec![0x06, 0x03, 0x2b, 0x65, 0x70]),
+                    (CKA_EC_POINT, clusterhsm::crypto::ec::ec_point_to_der(&p)),
+                ]);
+            }
+            der::PublicKeyMaterial::X25519(p) => {
+                t.extend([
+                    (CKA_CLASS, ulong(CKO_PUBLIC_KEY)),
+                    (CKA_KEY_TYPE, ulong(CKK_EC_MONTGOMERY)),
+                    (CKA_EC_PARAMS, vec![0x06, 0x03, 0x2b, 0x65, 0x6e]),
+                    (CKA_EC_POINT, clusterhsm::crypto::ec::ec_point_to_der(&p)),
+                ]);
+            }
+        }
+        clusterhsm::api::object::create_object(h, &t).map_err(|e| e.to_string())?
+    };
+    println!("imported {file}: {}", uid_of(h, obj));
+    Ok(())
+}
+
+/// `clusterhsm key set-attribute UID [--label L] [--id HEX] [--ATTR true|false ...]`.
+pub fn set_attribute(args: &[String]) -> Result<(), String> {
+    let uid = positional(args, 2).ok_or("usage: clusterhsm key set-attribute UNIQUE_ID [--label L] [--id HEX] [--encrypt true|false ...] --user OWNER:PASSWORD")?;
+    let ctx = open()?;
+    let c = cluster_of(&ctx, args)?;
+    let h = cu_session(&c, args)?;
+    let mut t = Vec::new();
+    if let Some(l) = flag(args, "--label") {
+        t.push((CKA_LABEL, l.into_bytes()));
+    }
+    if let Some(id) = flag(args, "--id") {
+        t.push((CKA_ID, unhex(&id)?));
+    }
+    let bools = [
+        ("--encrypt", CKA_ENCRYPT),
+        ("--decrypt", CKA_DECRYPT),
+        ("--sign", CKA_SIGN),
+        ("--verify", CKA_VERIFY),
+        ("--wrap", CKA_WRAP),
+        ("--unwrap", CKA_UNWRAP),
+        ("--derive", CKA_DERIVE),
+        ("--extractable", CKA_EXTRACTABLE),
+        ("--sensitive", CKA_SENSITIVE),
+    ];
+    for (name, ty) in bools {
+        if let Some(v) = flag(args, name) {
+            let b = match v.as_str() {
+                "true" | "1" | "yes" => CK_TRUE,
+                "false" | "0" | "no" => CK_FALSE,
+                _ => return Err(format!("{name} takes true or false")),
+            };
+            t.push((ty, vec![b]));
+        }
+    }
+    if t.is_empty() {
+        return Err("nothing to set".into());
+    }
+    let handle = c.inner.read().objects.handle_of(uid).ok_or("no such key")?;
+    clusterhsm::api::object::set_attributes(h, handle, &t).map_err(|e| e.to_string())?;
+    println!("key {uid} updated");
     Ok(())
 }

@@ -29,6 +29,9 @@ usage: clusterhsm <command> [args] [--cluster ID] [--json]
   user unlock NAME --user CO:PASSWORD
   audit tail [N] | verify           the audit log (per instance, gap-free sequence numbers)
   key list [--user CU:PASSWORD]     token objects: unique id, owner, sharing, replicas
+  key generate --type aes-256|rsa-2048|ec-p256|ed25519|... [--label L] [--id HEX] --user CU:PASSWORD
+  key import FILE [--label L] [--id HEX] --user CU:PASSWORD   (PEM/DER PKCS#8 key, certificate, public key)
+  key set-attribute UID [--label L] [--id HEX] [--sign true|false ...] --user OWNER:PASSWORD
   key share|unshare UID --with USER --user OWNER:PASSWORD
   key delete UID --user OWNER:PASSWORD
   backup create|restore FILE --password P   encrypted backup; restore makes a new cluster
