@@ -304,3 +304,14 @@ pub fn verify_final(h: CK_SESSION_HANDLE, sig: &[u8]) -> Result<()> {
         .ok_or(Error::OperationNotInitialized)?;
     active.op.finish(sig)
 }
+
+/// Ends the active operation of `kind` (None: verification) after a failed call.
+pub fn terminate(h: CK_SESSION_HANDLE, kind: Option<OpKind>) {
+    if let Ok((_lib, s)) = session(h) {
+        let mut ops = s.ops.lock();
+        match kind {
+            Some(k) => *ops.slot(k) = None,
+            None => ops.verify = None,
+        }
+    }
+}

@@ -27,9 +27,30 @@ fn seal_aad(token_id: &str, uid: &str) -> Vec<u8> {
     format!("clusterhsm-obj:{token_id}:{uid}").into_bytes()
 }
 
+/// A new CKA_UNIQUE_ID: a per-process random 64-bit prefix XOR a scrambled counter (an odd
+/// multiplier is a bijection, so uids never repeat within a process; across processes two
+/// random prefixes collide with negligible probability). One RNG draw per process, not per
+/// object; a forked child draws a new prefix.
 pub fn new_uid() -> Result<String> {
-    let b = store::seal::random_bytes(8)?;
-    Ok(super::to_hex(&b))
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: parking_lot::Mutex<(u32, u64)> = parking_lot::Mutex::new((0, 0));
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let prefix = {
+        let mut p = PREFIX.lock();
+        let pid = std::process::id();
+        if p.0 != pid {
+            let b = store::seal::random_bytes(8)?;
+            *p = (
+                pid,
+                u64::from_be_bytes(b.try_into().map_err(|_| Error::RandomNoRng)?),
+            );
+        }
+        p.1
+    };
+    let n = COUNTER
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Ok(super::to_hex(&(prefix ^ n).to_be_bytes()))
 }
 
 /// Attributes that go into the sealed part: secrets always, and the value of a private

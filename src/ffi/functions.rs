@@ -31,6 +31,21 @@ unsafe fn deliver(d: Delivery, buf: *mut u8, len_ptr: *mut CK_ULONG) -> crate::e
     }
 }
 
+/// §5.8–§5.12: a failed call ends the active operation, except a length answer
+/// (CKR_BUFFER_TOO_SMALL) — also when the arguments were refused before the operation was
+/// reached.
+fn ends_on_error(
+    h: CK_SESSION_HANDLE,
+    kind: Option<OpKind>,
+    f: impl FnOnce() -> crate::error::Result<()>,
+) -> crate::error::Result<()> {
+    let r = f();
+    if matches!(&r, Err(e) if !matches!(e, Error::BufferTooSmall)) {
+        api::crypto::terminate(h, kind);
+    }
+    r
+}
+
 // ---- general (§5.4) ---------------------------------------------------------------------
 
 /// C_Initialize (§5.4).
@@ -176,11 +191,14 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, p_info: CK_TOKEN_INFO_
 #[no_mangle]
 pub unsafe extern "C" fn C_WaitForSlotEvent(
     flags: CK_FLAGS,
-    _p_slot: CK_SLOT_ID_PTR,
+    p_slot: CK_SLOT_ID_PTR,
     p_reserved: CK_VOID_PTR,
 ) -> CK_RV {
     guard("C_WaitForSlotEvent", || {
         api::library()?;
+        if p_slot.is_null() {
+            return Err(Error::ArgumentsBad("NULL pSlot"));
+        }
         if !p_reserved.is_null() {
             return Err(Error::ArgumentsBad("pReserved must be NULL"));
         }
@@ -636,7 +654,7 @@ macro_rules! op_single_fn {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name(h: CK_SESSION_HANDLE, p_in: CK_BYTE_PTR, ul_in: CK_ULONG, p_out: CK_BYTE_PTR, pul_out: CK_ULONG_PTR) -> CK_RV {
-            guard(stringify!($name), || {
+            guard(stringify!($name), || ends_on_error(h, Some($kind), || {
                 // SAFETY: input valid for its length; output per the length convention.
                 unsafe {
                     let input = in_bytes(p_in, ul_in)?;
@@ -644,7 +662,7 @@ macro_rules! op_single_fn {
                     let d = api::crypto::single(h, $kind, input, cap)?;
                     deliver(d, p_out, pul_out)
                 }
-            })
+            }))
         }
     };
 }
@@ -654,7 +672,7 @@ macro_rules! op_update_fn {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name(h: CK_SESSION_HANDLE, p_in: CK_BYTE_PTR, ul_in: CK_ULONG, p_out: CK_BYTE_PTR, pul_out: CK_ULONG_PTR) -> CK_RV {
-            guard(stringify!($name), || {
+            guard(stringify!($name), || ends_on_error(h, Some($kind), || {
                 // SAFETY: input valid for its length; output per the length convention.
                 unsafe {
                     let input = in_bytes(p_in, ul_in)?;
@@ -678,7 +696,7 @@ macro_rules! op_update_fn {
                         }
                     }
                 }
-            })
+            }))
         }
     };
 }
@@ -688,11 +706,11 @@ macro_rules! op_absorb_fn {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name(h: CK_SESSION_HANDLE, p_in: CK_BYTE_PTR, ul_in: CK_ULONG) -> CK_RV {
-            guard(stringify!($name), || {
+            guard(stringify!($name), || ends_on_error(h, Some($kind), || {
                 // SAFETY: input valid for its length.
                 let input = unsafe { in_bytes(p_in, ul_in) }?;
                 api::crypto::absorb(h, $kind, input)
-            })
+            }))
         }
     };
 }
@@ -702,14 +720,14 @@ macro_rules! op_final_fn {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name(h: CK_SESSION_HANDLE, p_out: CK_BYTE_PTR, pul_out: CK_ULONG_PTR) -> CK_RV {
-            guard(stringify!($name), || {
+            guard(stringify!($name), || ends_on_error(h, Some($kind), || {
                 // SAFETY: output per the length convention.
                 unsafe {
                     let cap = out_capacity(p_out, pul_out)?;
                     let d = api::crypto::finish(h, $kind, cap)?;
                     deliver(d, p_out, pul_out)
                 }
-            })
+            }))
         }
     };
 }
@@ -793,9 +811,11 @@ pub unsafe extern "C" fn C_Verify(
     ul_sig: CK_ULONG,
 ) -> CK_RV {
     guard("C_Verify", || {
-        // SAFETY: both buffers valid for their lengths.
-        let (data, sig) = unsafe { (in_bytes(p_data, ul_data)?, in_bytes(p_sig, ul_sig)?) };
-        api::crypto::verify(h, data, sig)
+        ends_on_error(h, None, || {
+            // SAFETY: both buffers valid for their lengths.
+            let (data, sig) = unsafe { (in_bytes(p_data, ul_data)?, in_bytes(p_sig, ul_sig)?) };
+            api::crypto::verify(h, data, sig)
+        })
     })
 }
 
@@ -807,9 +827,11 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     ul_data: CK_ULONG,
 ) -> CK_RV {
     guard("C_VerifyUpdate", || {
-        // SAFETY: valid for its length.
-        let data = unsafe { in_bytes(p_data, ul_data) }?;
-        api::crypto::verify_update(h, data)
+        ends_on_error(h, None, || {
+            // SAFETY: valid for its length.
+            let data = unsafe { in_bytes(p_data, ul_data) }?;
+            api::crypto::verify_update(h, data)
+        })
     })
 }
 
@@ -821,9 +843,11 @@ pub unsafe extern "C" fn C_VerifyFinal(
     ul_sig: CK_ULONG,
 ) -> CK_RV {
     guard("C_VerifyFinal", || {
-        // SAFETY: valid for its length.
-        let sig = unsafe { in_bytes(p_sig, ul_sig) }?;
-        api::crypto::verify_final(h, sig)
+        ends_on_error(h, None, || {
+            // SAFETY: valid for its length.
+            let sig = unsafe { in_bytes(p_sig, ul_sig) }?;
+            api::crypto::verify_final(h, sig)
+        })
     })
 }
 
