@@ -29,6 +29,26 @@ stage "pkcs11-tests (cryptoki driving the built .so)"
 cargo test --release -p pkcs11-tests
 stage_done
 
+# Reliability (issue 8): short forms of the long runs in README "Reliability". Like the
+# interop stages, a failing one does not stop the others; the suite fails at the end.
+reliability_failed=()
+reliability() {
+  stage "reliability: $1"
+  shift
+  "$@" || reliability_failed+=("$stage_name")
+  stage_done
+}
+reliability "stress (8 threads x 3 processes, AZ down/up, STRESS_SECONDS=${STRESS_SECONDS:-10})" \
+  cargo test --release -p pkcs11-tests --test stress -- --nocapture
+reliability "kill -9 during writes (4 writers, 1,000 operations)" \
+  cargo test --release -p pkcs11-tests --test crash -- --nocapture
+reliability "disk full and read-only store (mount namespace, root)" \
+  cargo test --release -p pkcs11-tests --test diskfull -- --nocapture
+reliability "fuzzing (proptest, PROPTEST_CASES=${PROPTEST_CASES:-500} per target)" \
+  cargo test --release -p pkcs11-tests --test fuzz_abi --test fuzz_decoders -- --nocapture --test-threads=1
+reliability "bad-input sweep under valgrind" \
+  bash pkcs11-tests/valgrind/run.sh
+
 # Interop with real clients, one stage per client; a failing client does not stop the
 # others (each prints its own PASS/FAIL lines), the suite fails at the end.
 interop_failed=()
@@ -47,6 +67,10 @@ interop python "python (python-pkcs11, PyKCS11 in a virtualenv)"
 interop java "java (SunPKCS11, keytool)"
 if [ ${#interop_failed[@]} -gt 0 ]; then
   echo "interop failed: ${interop_failed[*]}" >&2
+  exit 1
+fi
+if [ ${#reliability_failed[@]} -gt 0 ]; then
+  printf 'reliability failed: %s\n' "${reliability_failed[@]}" >&2
   exit 1
 fi
 
