@@ -159,22 +159,16 @@ pub fn unseal_pending(cluster_id: i64, inner: &mut ClusterInner) {
         return;
     };
     let pending: Vec<(CK_OBJECT_HANDLE, Vec<u8>)> = inner.pending_sealed.drain().collect();
+    let token_id = inner.token_id.clone();
     for (handle, sealed) in pending {
-        let Some(entry) = inner.objects.get(handle) else {
-            continue;
-        };
-        let mut obj = entry.object.duplicate(entry.object.uid.clone());
-        match merge_sealed(&inner.token_id, &mut obj, &mk, &sealed) {
-            Ok(()) => {
-                inner.objects.replace(handle, obj);
-            }
-            Err(e) => {
-                crate::log_warn!(
-                    "cluster {cluster_id}: object {} cannot be unsealed: {e}",
-                    entry.object.uid
-                );
-                inner.pending_sealed.insert(handle, sealed);
-            }
+        // Merged in place when nothing else holds the entry (the usual case at login), so
+        // a large token is not copied object by object.
+        let outcome = inner.objects.with_object_mut(handle, |obj| {
+            merge_sealed(&token_id, obj, &mk, &sealed).map_err(|e| (e, obj.uid.clone()))
+        });
+        if let Some(Err((e, uid))) = outcome {
+            crate::log_warn!("cluster {cluster_id}: object {uid} cannot be unsealed: {e}");
+            inner.pending_sealed.insert(handle, sealed);
         }
     }
 }

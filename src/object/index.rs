@@ -112,6 +112,26 @@ impl ObjectIndex {
         Some(entry)
     }
 
+    /// Changes an object without changing its label or identity: in place when only the
+    /// index holds the entry, else on a copy that replaces it (operations in flight keep the
+    /// version they started with). The parsed-key cache is dropped either way.
+    pub fn with_object_mut<R>(
+        &mut self,
+        handle: CK_OBJECT_HANDLE,
+        f: impl FnOnce(&mut Object) -> R,
+    ) -> Option<R> {
+        let slot = self.by_handle.get_mut(&handle)?;
+        if let Some(entry) = Arc::get_mut(slot) {
+            entry.key_cache = OnceLock::new();
+            return Some(f(&mut entry.object));
+        }
+        let mut copy = slot.object.duplicate(slot.object.uid.clone());
+        let out = f(&mut copy);
+        let session = slot.session;
+        *slot = Arc::new(Entry::new(handle, copy, session));
+        Some(out)
+    }
+
     pub fn remove(&mut self, handle: CK_OBJECT_HANDLE) -> Option<Arc<Entry>> {
         let entry = self.by_handle.get(&handle)?.clone();
         self.unlink_label(handle);
