@@ -373,6 +373,10 @@ int main(int argc, char **argv) {
     ROW(f->C_DigestUpdate(s, NULL, HUGE1), CKR_ARGUMENTS_BAD);
     ROW(f->C_DigestInit(s, &sha), CKR_OK);
     ROW(f->C_DigestKey(s, BADH), CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID);
+    /* Unlike C_DigestUpdate, the spec does not say whether a failed C_DigestKey ends the
+     * operation: either is accepted, and the operation is over afterwards. */
+    len = sizeof out;
+    ROW(f->C_DigestFinal(s, out, &len), CKR_OK, CKR_OPERATION_NOT_INITIALIZED);
     ROW(f->C_DigestFinal(s, out, &len), CKR_OPERATION_NOT_INITIALIZED);
     ROW(f->C_DigestEncryptUpdate(s, buf, 16, out, &len), CKR_OPERATION_NOT_INITIALIZED,
         CKR_FUNCTION_NOT_SUPPORTED);
