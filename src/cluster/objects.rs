@@ -190,20 +190,25 @@ pub fn visible(login: &LoginState, obj: &Object) -> bool {
 impl Cluster {
     /// Looks up an object for `access` under the current login.
     pub fn entry(&self, handle: CK_OBJECT_HANDLE, access: Access) -> Result<Arc<Entry>> {
-        let found = self.inner.read().objects.get(handle);
-        let entry = match found {
-            Some(e) => e,
-            None => {
-                // Perhaps another process made it; look once.
+        match self.entry_checked(handle, access) {
+            // Perhaps another process made it; look once more after catching up.
+            Err(Error::ObjectHandleInvalid(_)) if !self.inner.read().objects.contains(handle) => {
                 self.refresh()?;
-                self.inner
-                    .read()
-                    .objects
-                    .get(handle)
-                    .ok_or(Error::ObjectHandleInvalid(handle))?
+                self.entry_checked(handle, access)
             }
-        };
+            other => other,
+        }
+    }
+
+    /// The lookup and every check under one read lock, so the entry returned is the version
+    /// the checks saw (a login unsealing it in between cannot hand out a stale, secret-less
+    /// copy).
+    fn entry_checked(&self, handle: CK_OBJECT_HANDLE, access: Access) -> Result<Arc<Entry>> {
         let inner = self.inner.read();
+        let entry = inner
+            .objects
+            .get(handle)
+            .ok_or(Error::ObjectHandleInvalid(handle))?;
         if !visible(&inner.login, &entry.object) {
             return Err(Error::ObjectHandleInvalid(handle));
         }

@@ -54,6 +54,10 @@ impl ObjectIndex {
         self.by_handle.get(&handle).cloned()
     }
 
+    pub fn contains(&self, handle: CK_OBJECT_HANDLE) -> bool {
+        self.by_handle.contains_key(&handle)
+    }
+
     pub fn handle_of(&self, uid: &str) -> Option<CK_OBJECT_HANDLE> {
         self.by_uid.get(uid).copied()
     }
