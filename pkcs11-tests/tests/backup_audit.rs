@@ -62,24 +62,14 @@ fn keys(raw: &Raw, s: S) -> (H, (H, H), (H, H)) {
 }
 
 fn find(raw: &Raw, s: S, class: CK_OBJECT_CLASS, label: &[u8]) -> H {
-    let mut t = Tmpl::new().ulong(CKA_CLASS, class).bytes(CKA_LABEL, label);
-    let mut a = t.ck();
-    assert_eq!(
-        ck!(
-            raw,
-            C_FindObjectsInit(s, a.as_mut_ptr(), a.len() as CK_ULONG)
-        ),
-        CKR_OK
-    );
-    let mut h = [0 as CK_OBJECT_HANDLE; 4];
-    let mut n: CK_ULONG = 0;
-    assert_eq!(
-        ck!(raw, C_FindObjects(s, h.as_mut_ptr(), 4, &mut n)),
-        CKR_OK
-    );
-    assert_eq!(ck!(raw, C_FindObjectsFinal(s)), CKR_OK);
-    assert_eq!(n, 1, "one {label:?} of class {class}");
-    h[0]
+    let found = raw
+        .find(
+            s,
+            &mut Tmpl::new().ulong(CKA_CLASS, class).bytes(CKA_LABEL, label),
+        )
+        .expect("C_FindObjects");
+    assert_eq!(found.len(), 1, "one {label:?} of class {class}");
+    found[0]
 }
 
 #[test]

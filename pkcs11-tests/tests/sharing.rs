@@ -62,23 +62,8 @@ fn session_as(raw: &Raw, pin: &str) -> S {
 }
 
 fn find_label(raw: &Raw, s: S, label: &[u8]) -> Vec<CK_OBJECT_HANDLE> {
-    let mut t = Tmpl::new().bytes(CKA_LABEL, label);
-    let mut a = t.ck();
-    assert_eq!(
-        ck!(
-            raw,
-            C_FindObjectsInit(s, a.as_mut_ptr(), a.len() as CK_ULONG)
-        ),
-        CKR_OK
-    );
-    let mut h = [0 as CK_OBJECT_HANDLE; 8];
-    let mut n: CK_ULONG = 0;
-    assert_eq!(
-        ck!(raw, C_FindObjects(s, h.as_mut_ptr(), 8, &mut n)),
-        CKR_OK
-    );
-    assert_eq!(ck!(raw, C_FindObjectsFinal(s)), CKR_OK);
-    h[..n as usize].to_vec()
+    raw.find(s, &mut Tmpl::new().bytes(CKA_LABEL, label))
+        .expect("C_FindObjects")
 }
 
 #[test]

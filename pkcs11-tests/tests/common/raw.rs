@@ -249,6 +249,27 @@ impl Raw {
         Ok(h)
     }
 
+    /// C_FindObjectsInit / C_FindObjects / C_FindObjectsFinal: every handle matching `t`.
+    pub fn find(&self, s: S, t: &mut Tmpl) -> Result<Vec<H>, CK_RV> {
+        let mut a = t.ck();
+        rv(ck!(
+            self,
+            C_FindObjectsInit(s, a.as_mut_ptr(), a.len() as CK_ULONG)
+        ))?;
+        let mut out = Vec::new();
+        loop {
+            let mut h = [0 as CK_OBJECT_HANDLE; 16];
+            let mut n: CK_ULONG = 0;
+            rv(ck!(self, C_FindObjects(s, h.as_mut_ptr(), 16, &mut n)))?;
+            out.extend_from_slice(&h[..n as usize]);
+            if n == 0 {
+                break;
+            }
+        }
+        rv(ck!(self, C_FindObjectsFinal(s)))?;
+        Ok(out)
+    }
+
     pub fn create_object(&self, s: S, t: &mut Tmpl) -> Result<H, CK_RV> {
         let mut a = t.ck();
         let mut h = 0;
