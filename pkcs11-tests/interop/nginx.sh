@@ -187,6 +187,20 @@ checkf $C "handshake rate, P-256 PEM key" rate "$port_pem_ec" ec
 r() { cat "$work/rate.$1" 2>/dev/null || echo "?"; }
 echo "    handshakes/s (TLS 1.3, 2 s_time clients): RSA-2048 token $(r $port_rsa) vs PEM $(r $port_pem_rsa); P-256 token $(r $port_ec) vs PEM $(r $port_pem_ec)"
 
+# The workers signed with token keys held in the module's locked arena: VmLck > 0 in each
+# (mlock is not inherited across fork; the module re-locks its chunks in the child).
+workers_locked() {
+  local master w kb all=0
+  master=$(cat "$prefix/nginx.pid")
+  for w in $(pgrep -P "$master"); do
+    kb=$(awk '/^VmLck:/ {print $2}' "/proc/$w/status")
+    echo "worker $w: VmLck ${kb} kB"
+    [ "${kb:-0}" -gt 0 ] || all=1
+  done
+  return $all
+}
+checkf $C "nginx workers hold the keys in locked memory (VmLck > 0)" workers_locked
+
 no_errors_logged() {
   cat "$prefix/logs/error.log"
   ! grep -E '\[(emerg|alert|crit)\]|signal [0-9]+' "$prefix/logs/error.log"
