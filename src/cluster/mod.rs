@@ -14,7 +14,7 @@ pub mod users;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::object::index::ObjectIndex;
-use crate::object::{Object, ProfileDefaults};
+use crate::object::ProfileDefaults;
 use crate::store::seal::MasterKey;
 use crate::store::{self, ClusterRow, Store, UserRow};
 use cryptoki_sys::*;
@@ -324,11 +324,6 @@ pub fn create_cluster(
         .collect();
     store.write(|tx| store::insert_cluster(tx, &row, &hsms))?;
     Ok(row)
-}
-
-/// An object as it is about to be stored: the cluster's view of who may do what.
-pub fn owner_of(obj: &Object) -> Option<&str> {
-    obj.owner.as_deref()
 }
 
 /// The token identity bound into seals: `settings.token_id`, else one derived from the id.

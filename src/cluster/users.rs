@@ -410,10 +410,6 @@ impl PinCache {
         let tag = self.tag(name, user, password);
         self.entries.lock().insert(name.to_string(), (tag, mk));
     }
-
-    pub fn forget_all(&self) {
-        self.entries.lock().clear();
-    }
 }
 
 impl Default for PinCache {

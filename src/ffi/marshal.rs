@@ -4,7 +4,6 @@
 
 use crate::error::{Error, Result};
 use crate::object::Template;
-use crate::secure_mem::SecretBytes;
 use cryptoki_sys::*;
 
 pub fn to_usize(v: CK_ULONG) -> Result<usize> {
@@ -122,11 +121,6 @@ pub fn wipe_template(t: &mut Template) {
     for (_, v) in t.iter_mut() {
         zeroize::Zeroize::zeroize(v);
     }
-}
-
-/// Copies one secret into an owned SecretBytes.
-pub fn secret_from(bytes: &[u8]) -> SecretBytes {
-    SecretBytes::from_slice(bytes)
 }
 
 /// Fills a fixed-width, space-padded PKCS#11 string field.
