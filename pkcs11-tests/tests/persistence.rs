@@ -8,12 +8,14 @@
 #[macro_use]
 mod common;
 
+use common::raw::Raw;
 use common::*;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
+use cryptoki_sys::{CKA_VALUE, CKR_ATTRIBUTE_SENSITIVE};
 
 // NIST SP 800-38A F.1.1 (ECB-AES128.Encrypt), block 1.
 const KEY: &str = "2b7e151628aed2a6abf7158809cf4f3c";
@@ -182,6 +184,119 @@ fn newer_schema_is_refused() {
         expect_rv(
             p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)),
             RvError::FunctionFailed,
+        );
+    });
+}
+
+/// Writes a token with a readable AES key (not sensitive, extractable), a sensitive one, a
+/// public sensitive one and a private data object, for the lazy-unsealing scenarios.
+#[test]
+fn sealed_writer_process() {
+    helper_process("sealed_writer_process", || {
+        let p = load();
+        let s = user_session(&p, setup_token(&p));
+        let key = |label: &[u8], sensitive: bool, private: bool| {
+            s.create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(private),
+                Attribute::Sensitive(sensitive),
+                Attribute::Extractable(!sensitive),
+                Attribute::Label(label.to_vec()),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+                Attribute::Value(hex::decode(KEY).unwrap()),
+            ])
+            .unwrap();
+        };
+        key(b"readable", false, true);
+        key(b"sensitive", true, true);
+        key(b"public-sensitive", true, false);
+        s.create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Label(b"secret-data".to_vec()),
+            Attribute::Value(b"classified".to_vec()),
+        ])
+        .unwrap();
+    });
+}
+
+/// Process B renames the sensitive key without ever using it: its sealed part is written
+/// back as loaded.
+#[test]
+fn sealed_renamer_process() {
+    helper_process("sealed_renamer_process", || {
+        let p = load();
+        let s = user_session(&p, token_slot(&p));
+        let k = one(&s, &[Attribute::Label(b"sensitive".to_vec())]);
+        s.update_attributes(k, &[Attribute::Label(b"renamed".to_vec())])
+            .unwrap();
+    });
+}
+
+/// Stored secrets are opened at first use in each process, not at login: every way of
+/// reaching a value still works in a fresh process, and before login nothing is revealed.
+#[test]
+fn sealed_parts_open_on_first_use() {
+    isolated("sealed_parts_open_on_first_use", || {
+        spawn_helper("sealed_writer_process");
+        spawn_helper("sealed_renamer_process");
+        let p = load();
+        let slot = token_slot(&p);
+        // Before login: a public sensitive key is visible but reveals nothing and cannot
+        // be used (its sealed part needs the master key).
+        let public = p.open_rw_session(slot).unwrap();
+        let k = one(&public, &[Attribute::Label(b"public-sensitive".to_vec())]);
+        let raw = Raw::load();
+        assert_eq!(
+            raw.get_attr(public.handle(), k.handle(), CKA_VALUE),
+            Err(CKR_ATTRIBUTE_SENSITIVE)
+        );
+        expect_rv(
+            public.encrypt(&Mechanism::AesEcb, k, &hex::decode(PLAIN).unwrap()),
+            RvError::UserNotLoggedIn,
+        );
+        let s = user_session(&p, slot);
+        // Reading a value opens the sealed part.
+        let readable = one(&s, &[Attribute::Label(b"readable".to_vec())]);
+        assert_eq!(
+            s.get_attributes(readable, &[AttributeType::Value]).unwrap(),
+            vec![Attribute::Value(hex::decode(KEY).unwrap())]
+        );
+        let data = one(&s, &[Attribute::Label(b"secret-data".to_vec())]);
+        assert_eq!(
+            s.get_attributes(data, &[AttributeType::Value]).unwrap(),
+            vec![Attribute::Value(b"classified".to_vec())]
+        );
+        // A search on a sealed value finds the object (private data) in a third process.
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Value(b"classified".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(found, vec![data]);
+        // The renamed key, never used by the process that renamed it, still works.
+        let renamed = one(&s, &[Attribute::Label(b"renamed".to_vec())]);
+        assert!(s
+            .find_objects(&[Attribute::Label(b"sensitive".to_vec())])
+            .unwrap()
+            .is_empty());
+        // A copy made before first use carries the key.
+        let copy = s.copy_object(renamed, &[Attribute::Token(false)]).unwrap();
+        for h in [renamed, copy, k] {
+            let ct = s
+                .encrypt(&Mechanism::AesEcb, h, &hex::decode(PLAIN).unwrap())
+                .unwrap();
+            assert_eq!(hex::encode(ct), CIPHER);
+        }
+        // The sensitive key stays sensitive once opened.
+        assert_eq!(
+            raw.get_attr(s.handle(), renamed.handle(), CKA_VALUE),
+            Err(CKR_ATTRIBUTE_SENSITIVE)
         );
     });
 }

@@ -253,7 +253,7 @@ pub fn generate_key_pair(
         private.attrs.insert(CKA_EC_PARAMS, params_of(&public));
     }
     if let Some(info) = public.attr(CKA_PUBLIC_KEY_INFO) {
-        private.attrs.insert(CKA_PUBLIC_KEY_INFO, info.to_vec());
+        private.attrs.insert(CKA_PUBLIC_KEY_INFO, info);
     }
     finish_bookkeeping(&mut private, true);
     let ph = s.cluster.insert_object(public, s.handle, &s.hsm)?;
@@ -405,9 +405,10 @@ fn wrap_with(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Resu
             CKM_CLOUDHSM_AES_KEY_WRAP_NO_PAD
             | CKM_CLOUDHSM_AES_KEY_WRAP_PKCS5_PAD
             | CKM_CLOUDHSM_AES_KEY_WRAP_ZERO_PAD,
-            LoadedKey::Aes { value, .. },
-        ) => cloudhsm_kw(mech.ty, value.expose(), wrap_iv8(mech)?, data, wrap)?,
-        (CKM_AES_GCM | CKM_CLOUDHSM_AES_GCM, LoadedKey::Aes { gcm, .. }) => {
+            LoadedKey::Aes(aes),
+        ) => cloudhsm_kw(mech.ty, aes.value(), wrap_iv8(mech)?, data, wrap)?,
+        (CKM_AES_GCM | CKM_CLOUDHSM_AES_GCM, LoadedKey::Aes(aes)) => {
+            let gcm = &aes.gcm()?;
             let (iv, aad, tag_len) = ops::gcm_params(mech)?;
             let dir = if wrap {
                 crate::crypto::block::Direction::Encrypt
@@ -416,31 +417,32 @@ fn wrap_with(mech: &Mechanism, key: &LoadedKey, data: &[u8], wrap: bool) -> Resu
             };
             ops::gcm_apply(gcm, &iv, &aad, tag_len, dir, data)?
         }
-        (CKM_AES_KEY_WRAP, LoadedKey::Aes { value, .. }) => {
+        (CKM_AES_KEY_WRAP, LoadedKey::Aes(aes)) => {
             let iv = wrap_iv8(mech)?;
             if wrap {
                 SecretBytes::new(crate::crypto::keywrap::aes_kw_wrap(
-                    value.expose(),
+                    aes.value(),
                     data,
                     iv.as_ref(),
                 )?)
             } else {
-                crate::crypto::keywrap::aes_kw_unwrap(value.expose(), data, iv.as_ref())?
+                crate::crypto::keywrap::aes_kw_unwrap(aes.value(), data, iv.as_ref())?
             }
         }
-        (CKM_AES_KEY_WRAP_PAD, LoadedKey::Aes { value, .. }) => {
+        (CKM_AES_KEY_WRAP_PAD, LoadedKey::Aes(aes)) => {
             let iv = wrap_iv4(mech)?;
             if wrap {
                 SecretBytes::new(crate::crypto::keywrap::aes_kwp_wrap(
-                    value.expose(),
+                    aes.value(),
                     data,
                     iv.as_ref(),
                 )?)
             } else {
-                crate::crypto::keywrap::aes_kwp_unwrap(value.expose(), data, iv.as_ref())?
+                crate::crypto::keywrap::aes_kwp_unwrap(aes.value(), data, iv.as_ref())?
             }
         }
-        (CKM_AES_CBC_PAD, LoadedKey::Aes { cipher, .. }) => {
+        (CKM_AES_CBC_PAD, LoadedKey::Aes(aes)) => {
+            let cipher = aes.cipher()?;
             let Params::Iv(iv) = &mech.params else {
                 return Err(Error::MechanismParamInvalid("IV required".into()));
             };
@@ -736,7 +738,8 @@ fn derived_len(t: &Template, key_type: CK_KEY_TYPE, natural: Option<usize>) -> R
 
 fn secret_value(key: &LoadedKey) -> Result<&[u8]> {
     match key {
-        LoadedKey::Generic { value } | LoadedKey::Aes { value, .. } => Ok(value.expose()),
+        LoadedKey::Generic { value } => Ok(value.expose()),
+        LoadedKey::Aes(aes) => Ok(aes.value()),
         _ => Err(Error::KeyTypeInconsistent),
     }
 }
@@ -873,9 +876,10 @@ fn derive_bytes(
             )?)
         }
         (CKM_AES_ECB_ENCRYPT_DATA | CKM_AES_CBC_ENCRYPT_DATA, Params::DeriveData { iv, data }) => {
-            let LoadedKey::Aes { cipher, .. } = base else {
+            let LoadedKey::Aes(aes) = base else {
                 return Err(Error::KeyTypeInconsistent);
             };
+            let cipher = aes.cipher()?;
             let mode = match iv {
                 Some(iv) => crate::crypto::block::Mode::Cbc { iv: iv.to_vec() },
                 None => crate::crypto::block::Mode::Ecb,
@@ -903,7 +907,7 @@ fn derive_bytes(
             use crate::mechanism::KdfSegment;
             let len = derived_len(t, key_type, None)?;
             let block_len = match (*prf, base) {
-                (CKM_AES_CMAC, LoadedKey::Aes { .. }) => 16,
+                (CKM_AES_CMAC, LoadedKey::Aes(_)) => 16,
                 (p, _) => ops::hash_of(p)
                     .ok_or(Error::MechanismParamInvalid(
                         "SP 800-108 PRF must be an HMAC or AES-CMAC".into(),
@@ -940,7 +944,8 @@ fn derive_bytes(
                 })
                 .collect();
             let out = match (*prf, base) {
-                (CKM_AES_CMAC, LoadedKey::Aes { cipher, .. }) => {
+                (CKM_AES_CMAC, LoadedKey::Aes(aes)) => {
+                    let cipher = &aes.cipher()?;
                     kdf::sp800_108_counter(&parts, len, |x| {
                         let mut m = crate::crypto::mac::Cmac::new(cipher);
                         m.update(x);

@@ -19,7 +19,6 @@ use crate::session::Session;
 use crate::store::Store;
 use cryptoki_sys::*;
 use parking_lot::RwLock;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -27,7 +26,7 @@ pub struct Library {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub clusters: RwLock<Vec<Arc<Cluster>>>,
-    pub sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
+    pub sessions: RwLock<rustc_hash::FxHashMap<CK_SESSION_HANDLE, Arc<Session>>>,
     next_session: AtomicU64,
     clusters_seen: AtomicU64,
 }
@@ -56,7 +55,7 @@ impl Library {
             config,
             store,
             clusters: RwLock::new(Vec::new()),
-            sessions: RwLock::new(HashMap::new()),
+            sessions: RwLock::new(Default::default()),
             next_session: AtomicU64::new(1),
             clusters_seen: AtomicU64::new(u64::MAX),
         };

@@ -169,7 +169,7 @@ impl super::Cluster {
                         let reps = inner.replicas.get(&e.handle)?;
                         let from_peer = reps.iter().any(|r| serving.contains(&r.as_str()));
                         (from_peer && !reps.iter().any(|r| r == hsm_id))
-                            .then(|| (e.object.uid.clone(), reps.clone()))
+                            .then(|| (e.object.uid.clone(), reps.to_vec()))
                     })
                     .collect()
             } else {

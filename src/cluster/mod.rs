@@ -70,6 +70,9 @@ pub enum LoginState {
     SecurityOfficer(String),
 }
 
+/// Which instances hold an object.
+pub type Replicas = Arc<[String]>;
+
 pub struct ClusterInner {
     pub row: ClusterRow,
     /// The token's identity in every seal's AAD; survives backup and restore.
@@ -80,16 +83,34 @@ pub struct ClusterInner {
     /// (user, hsm) -> consecutive failed logins counted on that instance.
     pub failures: HashMap<(String, String), u32>,
     pub objects: ObjectIndex,
-    /// Sealed secret parts of token objects loaded before login, by handle.
-    pub pending_sealed: HashMap<CK_OBJECT_HANDLE, Vec<u8>>,
-    /// Which instances hold each token object (by handle).
-    pub replicas: HashMap<CK_OBJECT_HANDLE, Vec<String>>,
+    /// Which instances hold each object (by handle); lists are shared (see
+    /// `intern_replicas`).
+    pub replicas: rustc_hash::FxHashMap<CK_OBJECT_HANDLE, Replicas>,
+    /// The distinct replica lists in use: most objects share one of a handful.
+    replica_lists: Vec<Replicas>,
     pub login: LoginState,
     pub master_key: Option<Arc<MasterKey>>,
     /// Highest store sequence applied to `objects`.
     pub applied_seq: i64,
     /// Injected latency and throttling (from the cluster's settings).
     pub faults: hsm::Faults,
+}
+
+impl ClusterInner {
+    /// The shared copy of a replica list (one allocation per distinct list, not per
+    /// object: 100,000 keys on 3 instances hold one list).
+    pub fn intern_replicas(&mut self, list: Vec<String>) -> Replicas {
+        if let Some(known) = self.replica_lists.iter().find(|r| ***r == *list) {
+            return known.clone();
+        }
+        let shared: Replicas = list.into();
+        // Bounded: lists change only with instance health, so a handful are live.
+        if self.replica_lists.len() >= 32 {
+            self.replica_lists.remove(0);
+        }
+        self.replica_lists.push(shared.clone());
+        shared
+    }
 }
 
 pub struct Cluster {
@@ -116,8 +137,8 @@ impl Cluster {
             users: Vec::new(),
             failures: HashMap::new(),
             objects: ObjectIndex::new(),
-            pending_sealed: HashMap::new(),
-            replicas: HashMap::new(),
+            replicas: Default::default(),
+            replica_lists: Vec::new(),
             login: LoginState::Public,
             master_key: None,
             applied_seq: 0,
@@ -215,22 +236,27 @@ impl Cluster {
             .into_iter()
             .map(|(u, h, n)| ((u, h), n))
             .collect();
-        let (rows, gone, complete_to) = self.store.objects_since(self.id, inner.applied_seq)?;
-        for uid in gone {
-            if let Some(e) = inner.objects.remove_uid(&uid) {
-                inner.pending_sealed.remove(&e.handle);
-                inner.replicas.remove(&e.handle);
-            }
-        }
-        for row in rows {
-            inner.applied_seq = inner.applied_seq.max(row.seq);
-            if let Err(e) = objects::apply_row(inner, row) {
-                crate::log_warn!(
-                    "cluster {}: skipping a stored object that cannot be read: {e}",
-                    self.id
-                );
-            }
-        }
+        // Applied as read (rows in sequence order): a partial read leaves `applied_seq` at
+        // the last row applied, and the next refresh continues from there.
+        let cluster_id = self.id;
+        let since = inner.applied_seq;
+        let complete_to = self
+            .store
+            .changes_since(cluster_id, since, |change| match change {
+                store::Change::Gone(uid) => {
+                    if let Some(e) = inner.objects.remove_uid(&uid) {
+                        inner.replicas.remove(&e.handle);
+                    }
+                }
+                store::Change::Row(row) => {
+                    inner.applied_seq = inner.applied_seq.max(row.seq);
+                    if let Err(e) = objects::apply_row(inner, row) {
+                        crate::log_warn!(
+                        "cluster {cluster_id}: skipping a stored object that cannot be read: {e}"
+                    );
+                    }
+                }
+            })?;
         inner.applied_seq = inner.applied_seq.max(complete_to);
         // A user that no longer exists cannot stay logged in.
         let gone_user = match &inner.login {

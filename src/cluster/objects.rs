@@ -4,12 +4,11 @@
 use super::{audit, Cluster, ClusterInner, LoginState};
 use crate::error::{Error, Result};
 use crate::object::index::Entry;
-use crate::object::{schema, Object};
+use crate::object::{AttrMap, Object};
 use crate::secure_mem::SecretBytes;
 use crate::store::seal::MasterKey;
 use crate::store::{self, record, ObjectRow};
 use cryptoki_sys::*;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What the caller wants to do with an object; decides the ownership check.
@@ -53,41 +52,41 @@ pub fn new_uid() -> Result<String> {
     Ok(super::to_hex(&(prefix ^ n).to_be_bytes()))
 }
 
-/// Attributes that go into the sealed part: secrets always, and the value of a private
-/// object (a private data object's payload is as confidential as a key).
-fn sealed_types(obj: &Object) -> Vec<CK_ATTRIBUTE_TYPE> {
-    let mut v: Vec<_> = obj.secrets.keys().copied().collect();
-    if obj.is_private() && obj.attrs.contains_key(&CKA_VALUE) {
-        v.push(CKA_VALUE);
-    }
-    v
-}
-
-/// Encodes an object for the store; secrets are sealed under the master key.
+/// Encodes an object for the store. The sealed part holds every secret and, for a
+/// private object, CKA_VALUE (a private data object's payload is as confidential as a
+/// key); it is sealed under the master key, or written back as loaded when it was never
+/// opened here.
 pub fn to_row(
     token_id: &str,
     obj: &Object,
     mk: Option<&MasterKey>,
     replicas: Vec<String>,
 ) -> Result<ObjectRow> {
-    let sealed_set = sealed_types(obj);
+    let private_value = obj.is_private() && obj.attr(CKA_VALUE).is_some();
     let attrs = record::encode(
         obj.attrs
             .iter()
-            .filter(|(k, _)| !sealed_set.contains(k))
-            .map(|(k, v)| (*k, v.as_slice())),
+            .filter(|(k, _)| !(private_value && *k == CKA_VALUE)),
     );
-    let sealed = if sealed_set.is_empty() {
-        None
-    } else {
-        let mk = mk.ok_or(Error::UserNotLoggedIn)?;
-        let plain = SecretBytes::new(record::encode(sealed_set.iter().filter_map(|k| {
-            obj.secrets
-                .get(k)
-                .map(|s| (*k, s.expose()))
-                .or_else(|| obj.attrs.get(k).map(|v| (*k, v.as_slice())))
-        })));
-        Some(mk.seal(&seal_aad(token_id, &obj.uid), plain.expose())?)
+    let sealed = match obj.reusable_seal()? {
+        Some(_) if private_value && obj.attrs.contains_key(&CKA_VALUE) => {
+            return Err(Error::UserNotLoggedIn)
+        }
+        Some(blob) => Some(blob.to_vec()),
+        None => {
+            let mut parts: Vec<(CK_ATTRIBUTE_TYPE, &[u8])> =
+                obj.all_secrets().map(|(k, s)| (k, s.expose())).collect();
+            if private_value {
+                parts.extend(obj.attr(CKA_VALUE).map(|v| (CKA_VALUE, v)));
+            }
+            if parts.is_empty() {
+                None
+            } else {
+                let mk = mk.ok_or(Error::UserNotLoggedIn)?;
+                let plain = SecretBytes::new(record::encode(parts));
+                Some(mk.seal(&seal_aad(token_id, &obj.uid), plain.expose())?)
+            }
+        }
     };
     Ok(ObjectRow {
         uid: obj.uid.clone(),
@@ -100,77 +99,35 @@ pub fn to_row(
     })
 }
 
-fn object_from_attrs(uid: &str, attrs: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>) -> Result<Object> {
-    let map: BTreeMap<_, _> = attrs.into_iter().collect();
-    let class = map
-        .get(&CKA_CLASS)
-        .and_then(|v| crate::object::bytes_to_ulong(v))
-        .ok_or_else(|| Error::DeviceError("stored object has no class".into()))?;
-    let key_type = map
-        .get(&CKA_KEY_TYPE)
-        .and_then(|v| crate::object::bytes_to_ulong(v));
-    Ok(Object {
-        uid: uid.to_string(),
-        class,
-        key_type,
-        attrs: map,
-        secrets: BTreeMap::new(),
-        owner: None,
-        shared_with: Vec::new(),
-    })
-}
-
-fn merge_sealed(token_id: &str, obj: &mut Object, mk: &MasterKey, sealed: &[u8]) -> Result<()> {
-    let plain = mk.open(&seal_aad(token_id, &obj.uid), sealed)?;
-    for (ty, value) in record::decode(plain.expose())? {
-        if schema::is_secret(ty, obj.class, obj.key_type) {
-            obj.secrets.insert(ty, SecretBytes::new(value));
-        } else {
-            obj.attrs.insert(ty, value);
-        }
-    }
-    Ok(())
-}
-
-/// Applies one stored row to this process's index (new object or new version).
+/// Applies one stored row to this process's index (new object or new version). The sealed
+/// part stays sealed until the object is first used ([`Cluster::entry`]).
 pub fn apply_row(inner: &mut ClusterInner, row: ObjectRow) -> Result<()> {
-    let mut obj = object_from_attrs(&row.uid, record::decode(&row.attrs)?)?;
+    let mut obj = Object::from_attrs(row.uid, AttrMap::from_record(&row.attrs)?)
+        .ok_or_else(|| Error::DeviceError("stored object has no class".into()))?;
     obj.owner = row.owner;
     obj.shared_with = row.shared;
-    let mut pending = None;
     if let Some(sealed) = row.sealed {
-        match inner.master_key.clone() {
-            Some(mk) => merge_sealed(&inner.token_id, &mut obj, &mk, &sealed)?,
-            None => pending = Some(sealed),
-        }
+        obj.set_sealed(sealed);
     }
     let entry = inner.objects.upsert(obj, None);
-    match pending {
-        Some(p) => inner.pending_sealed.insert(entry.handle, p),
-        None => inner.pending_sealed.remove(&entry.handle),
-    };
-    inner.replicas.insert(entry.handle, row.replicas);
+    let replicas = inner.intern_replicas(row.replicas);
+    inner.replicas.insert(entry.handle, replicas);
     Ok(())
 }
 
-/// Unseals objects loaded before login, now that the master key is known.
-pub fn unseal_pending(cluster_id: i64, inner: &mut ClusterInner) {
-    let Some(mk) = inner.master_key.clone() else {
-        return;
+/// Opens an object's sealed part with the master key, when there is one. A part that
+/// fails its integrity check is logged and refused each time it is needed.
+fn unseal(cluster_id: i64, inner: &ClusterInner, obj: &Object) -> Result<()> {
+    let Some(mk) = &inner.master_key else {
+        return Ok(());
     };
-    let pending: Vec<(CK_OBJECT_HANDLE, Vec<u8>)> = inner.pending_sealed.drain().collect();
-    let token_id = inner.token_id.clone();
-    for (handle, sealed) in pending {
-        // Merged in place when nothing else holds the entry (the usual case at login), so
-        // a large token is not copied object by object.
-        let outcome = inner.objects.with_object_mut(handle, |obj| {
-            merge_sealed(&token_id, obj, &mk, &sealed).map_err(|e| (e, obj.uid.clone()))
-        });
-        if let Some(Err((e, uid))) = outcome {
-            crate::log_warn!("cluster {cluster_id}: object {uid} cannot be unsealed: {e}");
-            inner.pending_sealed.insert(handle, sealed);
-        }
-    }
+    obj.unseal(|aad_uid, blob| mk.open(&seal_aad(&inner.token_id, aad_uid), blob))
+        .inspect_err(|e| {
+            crate::log_warn!(
+                "cluster {cluster_id}: object {} cannot be unsealed: {e}",
+                obj.uid
+            )
+        })
 }
 
 /// Whether the current login may see an object.
@@ -212,8 +169,14 @@ impl Cluster {
         if !visible(&inner.login, &entry.object) {
             return Err(Error::ObjectHandleInvalid(handle));
         }
-        if inner.pending_sealed.contains_key(&handle) && access != Access::Read {
-            return Err(Error::UserNotLoggedIn);
+        if entry.object.is_sealed_closed() {
+            let opened = unseal(self.id, &inner, &entry.object);
+            if access != Access::Read {
+                opened?;
+                if entry.object.is_sealed_closed() {
+                    return Err(Error::UserNotLoggedIn);
+                }
+            }
         }
         if access == Access::Own {
             if let (LoginState::User(me), Some(owner)) = (&inner.login, &entry.object.owner) {
@@ -250,7 +213,7 @@ impl Cluster {
                     ));
                 }
             }
-            let chosen = super::hsm::route(&inner.hsms, holders.map(Vec::as_slice), turn)?;
+            let chosen = super::hsm::route(&inner.hsms, holders.map(|h| &h[..]), turn)?;
             (
                 chosen.id.clone(),
                 inner.faults.latency_ms(&chosen.id),
@@ -318,9 +281,8 @@ impl Cluster {
         if !obj.is_token() {
             let mut inner = self.inner.write();
             let entry = inner.objects.upsert(obj, Some(session));
-            inner
-                .replicas
-                .insert(entry.handle, vec![session_hsm.to_string()]);
+            let replicas = inner.intern_replicas(vec![session_hsm.to_string()]);
+            inner.replicas.insert(entry.handle, replicas);
             return Ok(entry.handle);
         }
         let replicas = self.serving_instances();
@@ -358,7 +320,11 @@ impl Cluster {
                 .ok_or(Error::ObjectHandleInvalid(handle))?;
             (
                 e.object.is_token(),
-                inner.replicas.get(&handle).cloned().unwrap_or_default(),
+                inner
+                    .replicas
+                    .get(&handle)
+                    .map(|r| r.to_vec())
+                    .unwrap_or_default(),
             )
         };
         if !is_token {
@@ -426,7 +392,18 @@ impl Cluster {
             .objects
             .candidates(label)
             .into_iter()
-            .filter(|e| visible(&inner.login, &e.object) && e.object.matches(template))
+            .filter(|e| {
+                if !visible(&inner.login, &e.object) {
+                    return false;
+                }
+                // A template naming a value the closed sealed part may hold needs it open.
+                if e.object.is_sealed_closed()
+                    && template.iter().any(|(ty, _)| e.object.attr(*ty).is_none())
+                {
+                    let _ = unseal(self.id, &inner, &e.object);
+                }
+                e.object.matches(template)
+            })
             .map(|e| e.handle)
             .collect())
     }
@@ -448,7 +425,7 @@ impl Cluster {
             .read()
             .replicas
             .get(&handle)
-            .cloned()
+            .map(|r| r.to_vec())
             .unwrap_or_default()
     }
 }

@@ -232,7 +232,6 @@ impl Cluster {
             Role::CryptoUser => LoginState::User(name),
         };
         inner.master_key = Some(mk);
-        super::objects::unseal_pending(self.id, &mut inner);
         Ok(())
     }
 

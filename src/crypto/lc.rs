@@ -327,64 +327,105 @@ impl<T: Copy> Drop for LcBox<T> {
 // ---------------------------------------------------------------------------------------
 // AES block primitive
 
-/// Expanded AES encryption and decryption key schedules.
+/// The raw AES key, kept (in AWS-LC memory, wiped on free) to expand the decryption
+/// schedule on first use.
+#[derive(Clone, Copy)]
+struct RawAesKey {
+    bytes: [u8; 32],
+    bits: c_uint,
+}
+
+/// Expanded AES key schedules: encryption at once, decryption on the first decryption
+/// (a key that only ever encrypts, or serves CTR/GCM/CMAC, holds one schedule, not two).
 pub(crate) struct AesKey {
     enc: LcBox<sys::AES_KEY>,
-    dec: LcBox<sys::AES_KEY>,
+    dec: std::sync::OnceLock<LcBox<sys::AES_KEY>>,
+    raw: LcBox<RawAesKey>,
 }
 
 impl AesKey {
     /// `key` must be 16, 24 or 32 bytes (checked by the caller).
     pub(crate) fn new(key: &[u8]) -> Option<AesKey> {
+        if key.len() > 32 {
+            return None;
+        }
         let bits = c_uint::try_from(key.len() * 8).ok()?;
+        let mut raw = LcBox::<RawAesKey>::zeroed();
+        // SAFETY: `raw` holds one valid, exclusively owned RawAesKey.
+        let r = unsafe { &mut *raw.as_mut_ptr() };
+        r.bytes[..key.len()].copy_from_slice(key);
+        r.bits = bits;
         let mut enc = LcBox::<sys::AES_KEY>::zeroed();
-        let mut dec = LcBox::<sys::AES_KEY>::zeroed();
-        // SAFETY: `key` is valid for bits/8 bytes; both schedules are valid writable
-        // AES_KEYs.
-        let (a, b) = unsafe {
-            (
-                sys::AES_set_encrypt_key(key.as_ptr(), bits, enc.as_mut_ptr()),
-                sys::AES_set_decrypt_key(key.as_ptr(), bits, dec.as_mut_ptr()),
-            )
-        };
-        (a == 0 && b == 0).then_some(AesKey { enc, dec })
+        // SAFETY: `key` is valid for bits/8 bytes; `enc` is a valid writable AES_KEY.
+        let ok = unsafe { sys::AES_set_encrypt_key(key.as_ptr(), bits, enc.as_mut_ptr()) } == 0;
+        ok.then_some(AesKey {
+            enc,
+            dec: std::sync::OnceLock::new(),
+            raw,
+        })
+    }
+
+    fn dec(&self) -> *const sys::AES_KEY {
+        self.dec
+            .get_or_init(|| {
+                let mut dec = LcBox::<sys::AES_KEY>::zeroed();
+                // SAFETY: `raw` was filled by `new` with a key AES_set_encrypt_key
+                // accepted (so of a valid size); `dec` is a valid writable AES_KEY.
+                unsafe {
+                    let raw = &*self.raw.as_ptr();
+                    sys::AES_set_decrypt_key(raw.bytes.as_ptr(), raw.bits, dec.as_mut_ptr());
+                }
+                dec
+            })
+            .as_ptr()
     }
 
     pub(crate) fn duplicate(&self) -> AesKey {
+        let dec = std::sync::OnceLock::new();
+        if let Some(d) = self.dec.get() {
+            let _ = dec.set(d.duplicate());
+        }
         AesKey {
             enc: self.enc.duplicate(),
-            dec: self.dec.duplicate(),
+            dec,
+            raw: self.raw.duplicate(),
         }
     }
 
     /// ECB over whole blocks, `input` and `out` of the same length (a multiple of 16).
     pub(crate) fn ecb(&self, encrypt: bool, input: &[u8], out: &mut [u8]) {
         debug_assert!(input.len() == out.len() && input.len() % 16 == 0);
+        let (key, block_fn) = self.block_fn(encrypt);
         for (i, o) in input.chunks_exact(16).zip(out.chunks_exact_mut(16)) {
             // SAFETY: `i` and `o` are 16-byte blocks; the key schedule is initialised.
-            unsafe {
-                if encrypt {
-                    sys::AES_encrypt(i.as_ptr(), o.as_mut_ptr(), self.enc.as_ptr());
-                } else {
-                    sys::AES_decrypt(i.as_ptr(), o.as_mut_ptr(), self.dec.as_ptr());
-                }
-            }
+            unsafe { block_fn(i.as_ptr(), o.as_mut_ptr(), key) };
         }
     }
 
     /// ECB in place over whole blocks.
     pub(crate) fn ecb_in_place(&self, encrypt: bool, buf: &mut [u8]) {
         debug_assert!(buf.len() % 16 == 0);
+        let (key, block_fn) = self.block_fn(encrypt);
         for b in buf.chunks_exact_mut(16) {
             let p = b.as_mut_ptr();
             // SAFETY: `b` is a 16-byte block; AES_encrypt/AES_decrypt allow in == out.
-            unsafe {
-                if encrypt {
-                    sys::AES_encrypt(p, p, self.enc.as_ptr());
-                } else {
-                    sys::AES_decrypt(p, p, self.dec.as_ptr());
-                }
-            }
+            unsafe { block_fn(p, p, key) };
+        }
+    }
+
+    /// The schedule and single-block function for one direction.
+    #[allow(clippy::type_complexity)]
+    fn block_fn(
+        &self,
+        encrypt: bool,
+    ) -> (
+        *const sys::AES_KEY,
+        unsafe extern "C" fn(*const u8, *mut u8, *const sys::AES_KEY),
+    ) {
+        if encrypt {
+            (self.enc.as_ptr(), sys::AES_encrypt)
+        } else {
+            (self.dec(), sys::AES_decrypt)
         }
     }
 
@@ -397,7 +438,7 @@ impl AesKey {
         let (key, enc) = if encrypt {
             (self.enc.as_ptr(), sys::AES_ENCRYPT as c_int)
         } else {
-            (self.dec.as_ptr(), sys::AES_DECRYPT as c_int)
+            (self.dec(), sys::AES_DECRYPT as c_int)
         };
         // SAFETY: `input` and `out` are valid, non-overlapping and of equal length (a
         // multiple of 16); `iv` is 16 writable bytes; the key schedule is initialised.

@@ -253,9 +253,10 @@ fn new_mac(mech: &Mechanism, key: &LoadedKey) -> Result<Option<MacOp>> {
     };
     let op = match mech.ty {
         CKM_AES_CMAC | CKM_AES_CMAC_GENERAL => {
-            let LoadedKey::Aes { cipher, .. } = key else {
+            let LoadedKey::Aes(aes) = key else {
                 return Err(Error::KeyTypeInconsistent);
             };
+            let cipher = &aes.cipher()?;
             let len = if mech.ty == CKM_AES_CMAC_GENERAL {
                 general_len.ok_or(Error::MechanismParamInvalid("MAC length".into()))?
             } else {
@@ -296,7 +297,7 @@ fn new_mac(mech: &Mechanism, key: &LoadedKey) -> Result<Option<MacOp>> {
             }
             let value = match key {
                 LoadedKey::Generic { value } => value.expose(),
-                LoadedKey::Aes { value, .. } => value.expose(),
+                LoadedKey::Aes(aes) => aes.value(),
                 _ => return Err(Error::KeyTypeInconsistent),
             };
             let len = match general_len {
@@ -485,7 +486,7 @@ fn new_symmetric(
     profile: Profile,
 ) -> Result<Box<dyn CipherOp>> {
     let dir = direction(kind)?;
-    let cipher: Arc<BlockCipher> = match (mech.ty, key) {
+    let bs = match (mech.ty, key) {
         (
             CKM_AES_ECB
             | CKM_AES_CBC
@@ -493,14 +494,11 @@ fn new_symmetric(
             | CKM_AES_CTR
             | CKM_AES_GCM
             | crate::vendor::CKM_CLOUDHSM_AES_GCM,
-            LoadedKey::Aes { cipher, .. },
-        ) => cipher.clone(),
-        (CKM_DES3_ECB | CKM_DES3_CBC | CKM_DES3_CBC_PAD, LoadedKey::Des3 { cipher }) => {
-            cipher.clone()
-        }
+            LoadedKey::Aes(_),
+        ) => 16,
+        (CKM_DES3_ECB | CKM_DES3_CBC | CKM_DES3_CBC_PAD, LoadedKey::Des3 { .. }) => 8,
         _ => return Err(Error::KeyTypeInconsistent),
     };
-    let bs = cipher.block_size();
     let mode = match mech.ty {
         CKM_AES_ECB | CKM_DES3_ECB => Mode::Ecb,
         CKM_AES_CBC | CKM_DES3_CBC => Mode::Cbc {
@@ -524,9 +522,10 @@ fn new_symmetric(
             }
         },
         CKM_AES_GCM | crate::vendor::CKM_CLOUDHSM_AES_GCM => {
-            let LoadedKey::Aes { gcm, .. } = key else {
+            let LoadedKey::Aes(aes) = key else {
                 return Err(Error::KeyTypeInconsistent);
             };
+            let gcm = aes.gcm()?;
             let (mut iv, aad, tag_len) = gcm_params(mech)?;
             // CloudHSM generates the IV of CKM_AES_GCM encryption itself and writes it
             // back into the caller's CK_GCM_PARAMS.pIv (which must hold 12 bytes).
@@ -553,6 +552,11 @@ fn new_symmetric(
             }));
         }
         _ => return Err(Error::MechanismInvalid(mech.ty)),
+    };
+    let cipher: Arc<BlockCipher> = match key {
+        LoadedKey::Aes(aes) => aes.cipher()?,
+        LoadedKey::Des3 { cipher } => cipher.clone(),
+        _ => return Err(Error::KeyTypeInconsistent),
     };
     Ok(Box::new(StreamOp {
         stream: CipherStream::new(cipher, mode, dir)?,
@@ -1063,9 +1067,7 @@ fn build_cipher_op(
     let key = load(entry)?;
     match kind {
         OpKind::Encrypt | OpKind::Decrypt => match key.as_ref() {
-            LoadedKey::Aes { .. } | LoadedKey::Des3 { .. } => {
-                new_symmetric(kind, mech, &key, profile)
-            }
+            LoadedKey::Aes(_) | LoadedKey::Des3 { .. } => new_symmetric(kind, mech, &key, profile),
             LoadedKey::RsaPublic(k) if kind == OpKind::Encrypt => {
                 Ok(Box::new(RsaCryptOp::Encrypt(k.clone(), rsa_cipher(mech)?)))
             }

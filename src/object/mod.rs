@@ -1,14 +1,16 @@
 //! The object model: an immutable attribute set per object (changes make a new version),
 //! template validation over the rules in [`schema`], and the per-process index.
 
+pub mod attrs;
 pub mod index;
 pub mod schema;
 
 use crate::error::{Error, Result};
 use crate::secure_mem::SecretBytes;
+pub use attrs::AttrMap;
 use cryptoki_sys::*;
 use schema::{rule, Default as AttrDefault, Kind};
-use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// An attribute template as received from the caller (type, raw value bytes).
 pub type Template = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
@@ -38,7 +40,25 @@ pub struct ProfileDefaults {
 }
 
 pub fn bool_bytes(b: bool) -> Vec<u8> {
-    vec![if b { CK_TRUE } else { CK_FALSE }]
+    bool_value(b).to_vec()
+}
+
+/// A CK_BBOOL value without an allocation (for `AttrMap::insert`).
+pub fn bool_value(b: bool) -> [u8; 1] {
+    [if b { CK_TRUE } else { CK_FALSE }]
+}
+
+fn bool_ref(b: bool) -> &'static [u8] {
+    if b {
+        &[CK_TRUE]
+    } else {
+        &[CK_FALSE]
+    }
+}
+
+/// A CK_ULONG value without an allocation (for `AttrMap::insert`).
+pub fn ulong_value(v: CK_ULONG) -> [u8; std::mem::size_of::<CK_ULONG>()] {
+    v.to_ne_bytes()
 }
 
 pub fn ulong_bytes(v: CK_ULONG) -> Vec<u8> {
@@ -79,13 +99,75 @@ pub fn template_bool(
     }
 }
 
-/// One object: public attributes in the clear, secret-valued ones in `SecretBytes`.
+/// Secret-valued attributes (key material), each in locked memory. Objects hold one to
+/// six, so a short vector beats a map.
+#[derive(Default)]
+pub struct SecretMap(Vec<(CK_ATTRIBUTE_TYPE, SecretBytes)>);
+
+impl SecretMap {
+    pub fn get(&self, ty: &CK_ATTRIBUTE_TYPE) -> Option<&SecretBytes> {
+        self.0.iter().find(|(t, _)| t == ty).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, ty: &CK_ATTRIBUTE_TYPE) -> bool {
+        self.get(ty).is_some()
+    }
+
+    pub fn insert(&mut self, ty: CK_ATTRIBUTE_TYPE, value: SecretBytes) {
+        match self.0.iter_mut().find(|(t, _)| *t == ty) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((ty, value)),
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = CK_ATTRIBUTE_TYPE> + '_ {
+        self.0.iter().map(|(t, _)| *t)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (CK_ATTRIBUTE_TYPE, &SecretBytes)> + '_ {
+        self.0.iter().map(|(t, v)| (*t, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn duplicate(&self) -> SecretMap {
+        SecretMap(self.0.iter().map(|(t, v)| (*t, v.duplicate())).collect())
+    }
+}
+
+/// The sealed part of a stored object, kept as loaded and opened on first use: logging in
+/// to a token with 100,000 keys then costs nothing per key, and a key never used in this
+/// process is never decrypted in it.
+struct Sealed {
+    /// The uid the seal's AAD names when it is not the object's own (a copy made before
+    /// opening).
+    aad_uid: Option<Box<str>>,
+    blob: Box<[u8]>,
+    opened: OnceLock<Opened>,
+}
+
+/// What a sealed part holds once opened: secrets, and non-secret values that are sealed
+/// because the object is private (a private data object's CKA_VALUE).
+struct Opened {
+    secrets: SecretMap,
+    attrs: AttrMap,
+}
+
+/// One object: public attributes in the clear, secret-valued ones in `SecretBytes`, and
+/// for stored objects possibly a sealed part not opened yet.
 pub struct Object {
     pub uid: String,
     pub class: CK_OBJECT_CLASS,
     pub key_type: Option<CK_KEY_TYPE>,
-    pub attrs: BTreeMap<CK_ATTRIBUTE_TYPE, Vec<u8>>,
-    pub secrets: BTreeMap<CK_ATTRIBUTE_TYPE, SecretBytes>,
+    pub attrs: AttrMap,
+    pub secrets: SecretMap,
+    sealed: Option<Box<Sealed>>,
     /// The Crypto User that owns the object (None for objects made before any login).
     pub owner: Option<String>,
     /// Other Crypto Users the owner shared this key with.
@@ -99,6 +181,7 @@ impl std::fmt::Debug for Object {
             .field("class", &self.class)
             .field("key_type", &self.key_type)
             .field("secret_attrs", &self.secrets.len())
+            .field("sealed", &self.sealed.is_some())
             .finish()
     }
 }
@@ -111,20 +194,112 @@ pub enum Reveal<'a> {
 }
 
 impl Object {
+    /// An object with the given public attributes and nothing secret yet.
+    pub fn from_attrs(uid: String, attrs: AttrMap) -> Option<Object> {
+        let class = attrs.get(&CKA_CLASS).and_then(bytes_to_ulong)?;
+        let key_type = attrs.get(&CKA_KEY_TYPE).and_then(bytes_to_ulong);
+        Some(Object {
+            uid,
+            class,
+            key_type,
+            attrs,
+            secrets: SecretMap::default(),
+            sealed: None,
+            owner: None,
+            shared_with: Vec::new(),
+        })
+    }
+
+    /// Attaches a stored sealed part, opened later by [`Object::unseal`].
+    pub fn set_sealed(&mut self, blob: Vec<u8>) {
+        self.sealed = Some(Box::new(Sealed {
+            aad_uid: None,
+            blob: blob.into_boxed_slice(),
+            opened: OnceLock::new(),
+        }));
+    }
+
+    fn opened(&self) -> Option<&Opened> {
+        self.sealed.as_ref().and_then(|s| s.opened.get())
+    }
+
+    /// Whether a sealed part is still closed (its values are not known in this process).
+    pub fn is_sealed_closed(&self) -> bool {
+        self.sealed
+            .as_ref()
+            .is_some_and(|s| s.opened.get().is_none())
+    }
+
+    /// Opens the sealed part, once; `open` decrypts a blob sealed for a given uid into a
+    /// stored record. Values go straight from the decrypted record into locked memory.
+    pub fn unseal(&self, open: impl FnOnce(&str, &[u8]) -> Result<SecretBytes>) -> Result<()> {
+        let Some(sealed) = &self.sealed else {
+            return Ok(());
+        };
+        if sealed.opened.get().is_some() {
+            return Ok(());
+        }
+        let plain = open(sealed.aad_uid.as_deref().unwrap_or(&self.uid), &sealed.blob)?;
+        let mut opened = Opened {
+            secrets: SecretMap::default(),
+            attrs: AttrMap::new(),
+        };
+        crate::store::record::decode_each(plain.expose(), |ty, value| {
+            if schema::is_secret(ty, self.class, self.key_type) {
+                opened.secrets.insert(ty, SecretBytes::from_slice(value));
+            } else {
+                opened.attrs.insert(ty, value);
+            }
+        })?;
+        opened.attrs.shrink_to_fit();
+        // Two threads may open at once; the first result stays, the other is dropped.
+        let _ = sealed.opened.set(opened);
+        Ok(())
+    }
+
+    /// The stored sealed blob, when it can be written back unchanged: still closed, sealed
+    /// for this uid, and no secret added beside it. `Err` when the part is closed but
+    /// cannot be reused (the master key is needed to seal anew).
+    pub fn reusable_seal(&self) -> Result<Option<&[u8]>> {
+        match &self.sealed {
+            Some(s) if s.opened.get().is_none() => {
+                let same_uid = s.aad_uid.as_deref().is_none_or(|a| a == self.uid);
+                if same_uid && self.secrets.is_empty() {
+                    Ok(Some(&s.blob))
+                } else {
+                    Err(Error::UserNotLoggedIn)
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Every known secret attribute (plain and opened).
+    pub fn all_secrets(&self) -> impl Iterator<Item = (CK_ATTRIBUTE_TYPE, &SecretBytes)> + '_ {
+        self.secrets
+            .iter()
+            .chain(self.opened().into_iter().flat_map(|o| o.secrets.iter()))
+    }
+
     pub fn bool_attr(&self, ty: CK_ATTRIBUTE_TYPE) -> bool {
-        matches!(self.attrs.get(&ty).map(Vec::as_slice), Some([b]) if *b != CK_FALSE)
+        matches!(self.attr(ty), Some([b]) if *b != CK_FALSE)
     }
 
     pub fn ulong_attr(&self, ty: CK_ATTRIBUTE_TYPE) -> Option<CK_ULONG> {
-        self.attrs.get(&ty).and_then(|v| bytes_to_ulong(v))
+        self.attr(ty).and_then(bytes_to_ulong)
     }
 
+    /// A non-secret attribute (public, or from an opened sealed part).
     pub fn attr(&self, ty: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
-        self.attrs.get(&ty).map(Vec::as_slice)
+        self.attrs
+            .get(&ty)
+            .or_else(|| self.opened().and_then(|o| o.attrs.get(&ty)))
     }
 
     pub fn secret(&self, ty: CK_ATTRIBUTE_TYPE) -> Option<&SecretBytes> {
-        self.secrets.get(&ty)
+        self.secrets
+            .get(&ty)
+            .or_else(|| self.opened().and_then(|o| o.secrets.get(&ty)))
     }
 
     pub fn is_token(&self) -> bool {
@@ -149,40 +324,73 @@ impl Object {
 
     /// C_GetAttributeValue's view of one attribute (PKCS#11 v2.40 §5.7).
     pub fn reveal(&self, ty: CK_ATTRIBUTE_TYPE) -> Reveal<'_> {
-        if let Some(v) = self.attrs.get(&ty) {
+        if let Some(v) = self.attr(ty) {
             return Reveal::Value(v);
         }
-        if let Some(s) = self.secrets.get(&ty) {
+        if let Some(s) = self.secret(ty) {
             return if self.secrets_readable() {
                 Reveal::Value(s.expose())
             } else {
                 Reveal::Sensitive
             };
         }
+        // A closed sealed part (no master key in this process yet) reveals nothing.
+        if self.is_sealed_closed()
+            && (ty == CKA_VALUE || schema::is_secret(ty, self.class, self.key_type))
+        {
+            return Reveal::Sensitive;
+        }
         Reveal::Invalid
     }
 
     /// An approximate size in bytes (C_GetObjectSize).
     pub fn size(&self) -> usize {
-        let a: usize = self.attrs.values().map(|v| v.len() + 16).sum();
-        let s: usize = self.secrets.values().map(|v| v.len() + 16).sum();
-        a + s + self.uid.len()
+        let a: usize = self.attrs.iter().map(|(_, v)| v.len() + 16).sum();
+        let s: usize = self.all_secrets().map(|(_, v)| v.len() + 16).sum();
+        let closed = match &self.sealed {
+            Some(sealed) if sealed.opened.get().is_none() => sealed.blob.len(),
+            _ => 0,
+        };
+        a + s + closed + self.uid.len()
     }
 
-    /// A copy with a new identity, for C_CopyObject and for new versions.
+    /// A copy with a new identity, for C_CopyObject and for new versions. Opened values
+    /// become plain ones; a closed sealed part is carried as it is.
     pub fn duplicate(&self, uid: String) -> Object {
         let mut attrs = self.attrs.clone();
-        attrs.insert(CKA_UNIQUE_ID, uid.as_bytes().to_vec());
+        let mut secrets = self.secrets.duplicate();
+        let mut sealed = None;
+        if let Some(s) = &self.sealed {
+            match s.opened.get() {
+                Some(o) => {
+                    for (ty, v) in o.attrs.iter() {
+                        attrs.insert(ty, v);
+                    }
+                    for (ty, v) in o.secrets.iter() {
+                        secrets.insert(ty, v.duplicate());
+                    }
+                }
+                None => {
+                    sealed = Some(Box::new(Sealed {
+                        aad_uid: Some(
+                            s.aad_uid
+                                .clone()
+                                .unwrap_or_else(|| self.uid.as_str().into()),
+                        ),
+                        blob: s.blob.clone(),
+                        opened: OnceLock::new(),
+                    }))
+                }
+            }
+        }
+        attrs.insert(CKA_UNIQUE_ID, uid.as_bytes());
         Object {
             uid,
             class: self.class,
             key_type: self.key_type,
             attrs,
-            secrets: self
-                .secrets
-                .iter()
-                .map(|(k, v)| (*k, v.duplicate()))
-                .collect(),
+            secrets,
+            sealed,
             owner: self.owner.clone(),
             shared_with: self.shared_with.clone(),
         }
@@ -190,9 +398,9 @@ impl Object {
 
     /// Whether this object matches every attribute in a search template.
     pub fn matches(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> bool {
-        template.iter().all(|(ty, want)| match self.attrs.get(ty) {
-            Some(have) => have == want,
-            None => match self.secrets.get(ty) {
+        template.iter().all(|(ty, want)| match self.attr(*ty) {
+            Some(have) => have == want.as_slice(),
+            None => match self.secret(*ty) {
                 // Searching on a secret value would be an oracle; only readable values match.
                 Some(s) => self.secrets_readable() && s.expose() == want.as_slice(),
                 None => false,
@@ -238,8 +446,8 @@ pub fn build_object(
         }
     }
 
-    let mut attrs = BTreeMap::new();
-    let mut secrets = BTreeMap::new();
+    let mut attrs = AttrMap::new();
+    let mut secrets = SecretMap::default();
     for (ty, value) in template {
         let spec =
             schema::spec_for(*ty, class, key_type).ok_or(Error::AttributeTypeInvalid(*ty))?;
@@ -269,7 +477,7 @@ pub fn build_object(
         if spec.rules & rule::SENSITIVE_VALUE != 0 {
             secrets.insert(*ty, SecretBytes::from_slice(value));
         } else {
-            attrs.insert(*ty, value.clone());
+            attrs.insert(*ty, value);
         }
     }
     if !matches!(origin, Origin::Create) {
@@ -298,16 +506,17 @@ pub fn build_object(
         if attrs.contains_key(&spec.ty) || secrets.contains_key(&spec.ty) {
             continue;
         }
-        let value = match (spec.ty, spec.default) {
-            (CKA_PRIVATE, _) => Some(bool_bytes(matches!(
-                class,
-                CKO_PRIVATE_KEY | CKO_SECRET_KEY
-            ))),
-            (CKA_EXTRACTABLE, _) => Some(bool_bytes(defaults.extractable)),
-            (CKA_SENSITIVE, AttrDefault::None) => Some(bool_bytes(defaults.secret_sensitive)),
-            (_, AttrDefault::Bool(b)) => Some(bool_bytes(b)),
-            (_, AttrDefault::Ulong(u)) => Some(ulong_bytes(u)),
-            (_, AttrDefault::Empty) => Some(Vec::new()),
+        let ulong;
+        let value: Option<&[u8]> = match (spec.ty, spec.default) {
+            (CKA_PRIVATE, _) => Some(bool_ref(matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY))),
+            (CKA_EXTRACTABLE, _) => Some(bool_ref(defaults.extractable)),
+            (CKA_SENSITIVE, AttrDefault::None) => Some(bool_ref(defaults.secret_sensitive)),
+            (_, AttrDefault::Bool(b)) => Some(bool_ref(b)),
+            (_, AttrDefault::Ulong(u)) => {
+                ulong = ulong_value(u);
+                Some(&ulong)
+            }
+            (_, AttrDefault::Empty) => Some(&[]),
             (_, AttrDefault::None) => None,
         };
         if let Some(v) = value {
@@ -321,22 +530,20 @@ pub fn build_object(
     }
 
     let local = matches!(origin, Origin::Generate(_));
-    attrs.insert(CKA_UNIQUE_ID, uid.as_bytes().to_vec());
+    attrs.insert(CKA_UNIQUE_ID, uid.as_bytes());
     if key_type.is_some() {
-        attrs.insert(CKA_LOCAL, bool_bytes(local));
+        attrs.insert(CKA_LOCAL, bool_value(local));
         if let Origin::Generate(mech) = origin {
-            attrs.insert(CKA_KEY_GEN_MECHANISM, ulong_bytes(mech));
+            attrs.insert(CKA_KEY_GEN_MECHANISM, ulong_value(mech));
         }
     }
     if matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
-        let sensitive =
-            matches!(attrs.get(&CKA_SENSITIVE).map(Vec::as_slice), Some([b]) if *b != 0);
-        let extractable =
-            matches!(attrs.get(&CKA_EXTRACTABLE).map(Vec::as_slice), Some([b]) if *b != 0);
+        let sensitive = matches!(attrs.get(&CKA_SENSITIVE), Some([b]) if *b != 0);
+        let extractable = matches!(attrs.get(&CKA_EXTRACTABLE), Some([b]) if *b != 0);
         // Keys that arrived from outside were known in the clear at some point.
         let born_here = local;
-        attrs.insert(CKA_ALWAYS_SENSITIVE, bool_bytes(born_here && sensitive));
-        attrs.insert(CKA_NEVER_EXTRACTABLE, bool_bytes(born_here && !extractable));
+        attrs.insert(CKA_ALWAYS_SENSITIVE, bool_value(born_here && sensitive));
+        attrs.insert(CKA_NEVER_EXTRACTABLE, bool_value(born_here && !extractable));
     }
     Ok(Object {
         uid,
@@ -344,6 +551,7 @@ pub fn build_object(
         key_type,
         attrs,
         secrets,
+        sealed: None,
         owner: None,
         shared_with: Vec::new(),
     })
@@ -365,8 +573,8 @@ pub fn apply_changes(
         if !schema::value_shape_ok(spec.kind, value) {
             return Err(Error::AttributeValueInvalid(*ty));
         }
-        let current = obj.attrs.get(ty);
-        let unchanged = current.is_some_and(|c| c == value);
+        let current = obj.attr(*ty);
+        let unchanged = current.is_some_and(|c| c == value.as_slice());
         // CKA_TOKEN, CKA_PRIVATE and CKA_MODIFIABLE may change only while copying.
         let copy_only = matches!(*ty, CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE);
         let modifiable = spec.rules & rule::MODIFIABLE != 0 || (copying && copy_only);
@@ -374,7 +582,7 @@ pub fn apply_changes(
             return Err(Error::AttributeReadOnly(*ty));
         }
         let to_true = value.as_slice() == [CK_TRUE];
-        let was_true = matches!(current.map(Vec::as_slice), Some([b]) if *b != 0);
+        let was_true = matches!(current, Some([b]) if *b != 0);
         if spec.rules & rule::ONLY_TO_TRUE != 0 && was_true && !to_true {
             return Err(Error::AttributeReadOnly(*ty));
         }
@@ -387,16 +595,16 @@ pub fn apply_changes(
         if spec.rules & rule::SENSITIVE_VALUE != 0 {
             next.secrets.insert(*ty, SecretBytes::from_slice(value));
         } else {
-            next.attrs.insert(*ty, value.clone());
+            next.attrs.insert(*ty, value);
         }
     }
     // Bookkeeping that follows from the new values (PKCS#11 v2.40 §4.9 / §4.10).
     if matches!(obj.class, CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
         if !next.bool_attr(CKA_SENSITIVE) {
-            next.attrs.insert(CKA_ALWAYS_SENSITIVE, bool_bytes(false));
+            next.attrs.insert(CKA_ALWAYS_SENSITIVE, bool_value(false));
         }
         if next.bool_attr(CKA_EXTRACTABLE) {
-            next.attrs.insert(CKA_NEVER_EXTRACTABLE, bool_bytes(false));
+            next.attrs.insert(CKA_NEVER_EXTRACTABLE, bool_value(false));
         }
     }
     Ok(next)

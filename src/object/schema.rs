@@ -664,6 +664,9 @@ pub fn is_secret(
 
 /// Checks a value's shape against its kind.
 pub fn value_shape_ok(kind: Kind, value: &[u8]) -> bool {
+    if value.len() > super::attrs::MAX_VALUE_LEN {
+        return false;
+    }
     match kind {
         Bool => value.len() == 1,
         Ulong => value.len() == std::mem::size_of::<CK_ULONG>(),

@@ -329,12 +329,30 @@ impl Store {
         cluster_id: i64,
         since: i64,
     ) -> Result<(Vec<ObjectRow>, Vec<String>, i64)> {
+        let mut rows = Vec::new();
+        let mut gone = Vec::new();
+        let complete_to = self.changes_since(cluster_id, since, |c| match c {
+            Change::Gone(uid) => gone.push(uid),
+            Change::Row(row) => rows.push(row),
+        })?;
+        Ok((rows, gone, complete_to))
+    }
+
+    /// Hands each change after `since` to `apply` (deletions first, then rows in sequence
+    /// order) as it is read, and returns the sequence the changes are complete up to.
+    /// Streaming keeps loading a large token from holding every row in memory at once.
+    pub fn changes_since(
+        &self,
+        cluster_id: i64,
+        since: i64,
+        mut apply: impl FnMut(Change),
+    ) -> Result<i64> {
         self.read(|c| {
             // One read transaction: the rows, the tombstones and the sequence they are
             // complete up to come from the same snapshot, so a write committed between two
             // statements cannot be skipped.
             c.execute_batch("BEGIN DEFERRED")?;
-            let out = objects_since_in(c, cluster_id, since);
+            let out = changes_since_in(c, cluster_id, since, &mut apply);
             let end = c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
             let out = out?;
             end?;
@@ -347,37 +365,41 @@ impl Store {
     }
 }
 
-fn objects_since_in(
+/// One change read from the store.
+pub enum Change {
+    /// An object deleted since (its uid).
+    Gone(String),
+    /// An object created or changed since.
+    Row(ObjectRow),
+}
+
+fn changes_since_in(
     c: &Connection,
     cluster_id: i64,
     since: i64,
-) -> Result<(Vec<ObjectRow>, Vec<String>, i64)> {
-    {
-        {
-            let mut st = c.prepare(
-                "SELECT uid, seq, owner, shared, attrs, sealed, replicas FROM objects WHERE cluster_id = ? AND seq > ? ORDER BY seq",
-            )?;
-            let rows = st
-                .query_map(params![cluster_id, since], |r| {
-                    Ok(ObjectRow {
-                        uid: r.get(0)?,
-                        seq: r.get(1)?,
-                        owner: r.get(2)?,
-                        shared: split_list(&r.get::<_, String>(3)?),
-                        attrs: r.get(4)?,
-                        sealed: r.get(5)?,
-                        replicas: split_list(&r.get::<_, String>(6)?),
-                    })
-                })?
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let mut st =
-                c.prepare("SELECT uid FROM tombstones WHERE cluster_id = ? AND seq > ?")?;
-            let gone = st
-                .query_map(params![cluster_id, since], |r| r.get(0))?
-                .collect::<std::result::Result<Vec<String>, _>>()?;
-            Ok((rows, gone, meta_seq(c)?))
-        }
+    apply: &mut dyn FnMut(Change),
+) -> Result<i64> {
+    let mut st = c.prepare("SELECT uid FROM tombstones WHERE cluster_id = ? AND seq > ?")?;
+    let mut gone = st.query(params![cluster_id, since])?;
+    while let Some(r) = gone.next()? {
+        apply(Change::Gone(r.get(0)?));
     }
+    let mut st = c.prepare(
+        "SELECT uid, seq, owner, shared, attrs, sealed, replicas FROM objects WHERE cluster_id = ? AND seq > ? ORDER BY seq",
+    )?;
+    let mut rows = st.query(params![cluster_id, since])?;
+    while let Some(r) = rows.next()? {
+        apply(Change::Row(ObjectRow {
+            uid: r.get(0)?,
+            seq: r.get(1)?,
+            owner: r.get(2)?,
+            shared: split_list(&r.get::<_, String>(3)?),
+            attrs: r.get(4)?,
+            sealed: r.get(5)?,
+            replicas: split_list(&r.get::<_, String>(6)?),
+        }));
+    }
+    meta_seq(c)
 }
 
 fn meta_seq(c: &Connection) -> Result<i64> {

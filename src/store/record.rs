@@ -27,12 +27,19 @@ where
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> {
+    let mut out = Vec::new();
+    decode_each(bytes, |ty, value| out.push((ty, value.to_vec())))?;
+    Ok(out)
+}
+
+/// Visits each (type, value) of a record without copying the values (loading a large
+/// token copies each value once, into its object).
+pub fn decode_each(bytes: &[u8], mut visit: impl FnMut(CK_ATTRIBUTE_TYPE, &[u8])) -> Result<()> {
     let bad = |why: &str| Error::DeviceError(format!("stored record is corrupt: {why}"));
     let (version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
     if *version != RECORD_VERSION {
         return Err(bad("unknown record version"));
     }
-    let mut out = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 12 {
             return Err(bad("truncated header"));
@@ -46,10 +53,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> {
         }
         let (value, tail) = tail.split_at(len);
         let ty = CK_ATTRIBUTE_TYPE::try_from(ty).map_err(|_| bad("type out of range"))?;
-        out.push((ty, value.to_vec()));
+        visit(ty, value);
         rest = tail;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn list(c: &Arc<Cluster>, json: bool) {
                 "key_type": key_type_name(o.key_type),
                 "owner": o.owner,
                 "shared_with": o.shared_with,
-                "replicas": inner.replicas.get(&e.handle).cloned().unwrap_or_default(),
+                "replicas": inner.replicas.get(&e.handle).map(|r| r.to_vec()).unwrap_or_default(),
             })
         })
         .collect();
