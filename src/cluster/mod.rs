@@ -99,11 +99,14 @@ pub struct ClusterInner {
 impl ClusterInner {
     /// The shared copy of a replica list (one allocation per distinct list, not per
     /// object: 100,000 keys on 3 instances hold one list).
-    pub fn intern_replicas(&mut self, list: Vec<String>) -> Replicas {
-        if let Some(known) = self.replica_lists.iter().find(|r| ***r == *list) {
+    pub fn intern_replicas<S: AsRef<str>>(&mut self, list: &[S]) -> Replicas {
+        let same = |known: &Replicas| {
+            known.len() == list.len() && known.iter().zip(list).all(|(a, b)| a == b.as_ref())
+        };
+        if let Some(known) = self.replica_lists.iter().find(|r| same(r)) {
             return known.clone();
         }
-        let shared: Replicas = list.into();
+        let shared: Replicas = list.iter().map(|s| s.as_ref().to_string()).collect();
         // Bounded: lists change only with instance health, so a handful are live.
         if self.replica_lists.len() >= 32 {
             self.replica_lists.remove(0);

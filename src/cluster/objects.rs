@@ -110,7 +110,7 @@ pub fn apply_row(inner: &mut ClusterInner, row: ObjectRow) -> Result<()> {
         obj.set_sealed(sealed);
     }
     let entry = inner.objects.upsert(obj, None);
-    let replicas = inner.intern_replicas(row.replicas);
+    let replicas = inner.intern_replicas(&row.replicas);
     inner.replicas.insert(entry.handle, replicas);
     Ok(())
 }
@@ -281,7 +281,7 @@ impl Cluster {
         if !obj.is_token() {
             let mut inner = self.inner.write();
             let entry = inner.objects.upsert(obj, Some(session));
-            let replicas = inner.intern_replicas(vec![session_hsm.to_string()]);
+            let replicas = inner.intern_replicas(&[session_hsm]);
             inner.replicas.insert(entry.handle, replicas);
             return Ok(entry.handle);
         }

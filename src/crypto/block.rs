@@ -156,6 +156,18 @@ impl BlockCipher {
     }
 }
 
+/// AES-encrypts one block under a key used only for this (key check values).
+pub fn aes_encrypt_block_once(key: &[u8], block: &mut [u8; 16]) -> CryptoResult<()> {
+    if !matches!(key.len(), 16 | 24 | 32) {
+        return Err(CryptoError::KeySize);
+    }
+    if lc::aes_encrypt_one_block(key, block) {
+        Ok(())
+    } else {
+        Err(CryptoError::Internal("AES key setup"))
+    }
+}
+
 /// Which way a stream runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

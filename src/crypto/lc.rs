@@ -327,6 +327,32 @@ impl<T: Copy> Drop for LcBox<T> {
 // ---------------------------------------------------------------------------------------
 // AES block primitive
 
+/// Encrypts one block with a key used once (a key check value): the schedule lives on the
+/// stack for the call and is wiped, instead of two allocations in the locked arena.
+pub(crate) fn aes_encrypt_one_block(key: &[u8], block: &mut [u8; 16]) -> bool {
+    let Ok(bits) = c_uint::try_from(key.len() * 8) else {
+        return false;
+    };
+    if !matches!(key.len(), 16 | 24 | 32) {
+        return false;
+    }
+    let mut schedule = std::mem::MaybeUninit::<sys::AES_KEY>::zeroed();
+    // SAFETY: `key` is valid for bits/8 bytes; `schedule` is a writable AES_KEY that
+    // AES_set_encrypt_key fills; AES_encrypt allows in == out on a 16-byte block; the
+    // schedule is wiped before it goes out of scope.
+    unsafe {
+        let ok = sys::AES_set_encrypt_key(key.as_ptr(), bits, schedule.as_mut_ptr()) == 0;
+        if ok {
+            sys::AES_encrypt(block.as_ptr(), block.as_mut_ptr(), schedule.as_ptr());
+        }
+        cleanse(
+            schedule.as_mut_ptr().cast(),
+            std::mem::size_of::<sys::AES_KEY>(),
+        );
+        ok
+    }
+}
+
 /// The raw AES key, kept (in AWS-LC memory, wiped on free) to expand the decryption
 /// schedule on first use.
 #[derive(Clone, Copy)]

@@ -179,11 +179,10 @@ pub fn load(entry: &Entry) -> Result<Arc<LoadedKey>> {
 }
 
 /// AES key check value: the first 3 bytes of ECB(key, 0^128) (PKCS#11 3.0 §2.10.1).
-fn aes_check_value(value: &[u8]) -> Result<Vec<u8>> {
-    let c = BlockCipher::aes(value)?;
+fn aes_check_value(value: &[u8]) -> Result<[u8; 3]> {
     let mut block = [0u8; 16];
-    c.encrypt_blocks(&mut block)?;
-    Ok(block[..3].to_vec())
+    crate::crypto::block::aes_encrypt_block_once(value, &mut block)?;
+    Ok([block[0], block[1], block[2]])
 }
 
 /// Checks an object made by C_CreateObject (or unwrapped) and fills the attributes the

@@ -94,6 +94,15 @@ impl AttrMap {
         Self::default()
     }
 
+    /// An empty map with room for `slots` non-boolean values of `data` bytes in all.
+    pub fn with_capacity(slots: usize, data: usize) -> Self {
+        AttrMap {
+            slots: Vec::with_capacity(slots),
+            data: Vec::with_capacity(data),
+            ..AttrMap::default()
+        }
+    }
+
     fn find(&self, ty: CK_ATTRIBUTE_TYPE) -> Result<usize, usize> {
         self.slots.binary_search_by_key(&ty, |s| s.ty)
     }
@@ -226,11 +235,7 @@ impl AttrMap {
                 data += v.len();
             }
         })?;
-        let mut m = AttrMap {
-            slots: Vec::with_capacity(slots),
-            data: Vec::with_capacity(data),
-            ..AttrMap::default()
-        };
+        let mut m = AttrMap::with_capacity(slots, data);
         crate::store::record::decode_each(record, |ty, v| m.insert(ty, v))?;
         Ok(m)
     }

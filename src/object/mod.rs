@@ -446,7 +446,11 @@ pub fn build_object(
         }
     }
 
-    let mut attrs = AttrMap::new();
+    // Room for the template plus the defaults, so building does not regrow.
+    let mut attrs = AttrMap::with_capacity(
+        template.len() + 16,
+        template.iter().map(|(_, v)| v.len()).sum::<usize>() + 64,
+    );
     let mut secrets = SecretMap::default();
     for (ty, value) in template {
         let spec =
@@ -480,31 +484,20 @@ pub fn build_object(
             attrs.insert(*ty, value);
         }
     }
-    if !matches!(origin, Origin::Create) {
-        // Generation and unwrapping supply key material themselves; the caller's
-        // template only lists attributes.
-    } else {
-        for spec in schema::specs_for(class, key_type) {
-            if spec.rules & rule::REQUIRED_ON_CREATE != 0
-                && !attrs.contains_key(&spec.ty)
-                && !secrets.contains_key(&spec.ty)
-            {
-                return Err(Error::TemplateIncomplete(spec.ty));
-            }
-        }
-    }
-    if let Origin::Generate(_) = origin {
-        for spec in schema::specs_for(class, key_type) {
-            if spec.rules & rule::REQUIRED_ON_GENERATE != 0 && !attrs.contains_key(&spec.ty) {
-                return Err(Error::TemplateIncomplete(spec.ty));
-            }
-        }
-    }
-
-    // Defaults for what the template left out.
+    // One pass over the attributes this kind of object carries: what the template left
+    // out is either required (an error) or gets its default. Creation requires the key
+    // material; generation its parameters; unwrapping and derivation supply both.
     for spec in schema::specs_for(class, key_type) {
         if attrs.contains_key(&spec.ty) || secrets.contains_key(&spec.ty) {
             continue;
+        }
+        let required = match origin {
+            Origin::Create => rule::REQUIRED_ON_CREATE,
+            Origin::Generate(_) => rule::REQUIRED_ON_GENERATE,
+            Origin::Unwrap | Origin::Derive => 0,
+        };
+        if spec.rules & required != 0 {
+            return Err(Error::TemplateIncomplete(spec.ty));
         }
         let ulong;
         let value: Option<&[u8]> = match (spec.ty, spec.default) {

@@ -634,11 +634,9 @@ pub fn spec_for(
     class: CK_OBJECT_CLASS,
     key_type: Option<CK_KEY_TYPE>,
 ) -> Option<&'static AttrSpec> {
-    let class_bit = class_scope(class)?;
-    let key_bit = key_type.and_then(key_type_bit).unwrap_or(0);
-    ATTRIBUTES.iter().find(|s| {
-        s.ty == ty && s.scope & class_bit != 0 && (s.keys == ANY || s.keys & key_bit != 0)
-    })
+    let specs = specs_by_type(class, key_type)?;
+    let first = specs.partition_point(|s| s.ty < ty);
+    specs.get(first).copied().filter(|s| s.ty == ty)
 }
 
 /// Every attribute an object of this class and key type carries.
@@ -646,11 +644,63 @@ pub fn specs_for(
     class: CK_OBJECT_CLASS,
     key_type: Option<CK_KEY_TYPE>,
 ) -> impl Iterator<Item = &'static AttrSpec> {
-    let class_bit = class_scope(class).unwrap_or(0);
-    let key_bit = key_type.and_then(key_type_bit).unwrap_or(0);
-    ATTRIBUTES
+    specs_by_type(class, key_type)
+        .unwrap_or_default()
         .iter()
-        .filter(move |s| s.scope & class_bit != 0 && (s.keys == ANY || s.keys & key_bit != 0))
+        .copied()
+}
+
+/// The table entries that apply to one class and key type, sorted by attribute type (the
+/// first table entry first where a type appears twice, as a scan of the table would
+/// find). Built once per combination: creating an object looks attributes up dozens of
+/// times.
+fn specs_by_type(
+    class: CK_OBJECT_CLASS,
+    key_type: Option<CK_KEY_TYPE>,
+) -> Option<&'static [&'static AttrSpec]> {
+    const CLASSES: [CK_OBJECT_CLASS; 5] = [
+        CKO_DATA,
+        CKO_CERTIFICATE,
+        CKO_PUBLIC_KEY,
+        CKO_PRIVATE_KEY,
+        CKO_SECRET_KEY,
+    ];
+    const KEY_TYPES: [CK_KEY_TYPE; 7] = [
+        CKK_RSA,
+        CKK_EC,
+        CKK_EC_EDWARDS,
+        CKK_EC_MONTGOMERY,
+        CKK_AES,
+        CKK_GENERIC_SECRET,
+        CKK_DES3,
+    ];
+    static TABLES: std::sync::OnceLock<Vec<Vec<&'static AttrSpec>>> = std::sync::OnceLock::new();
+    let class_index = CLASSES.iter().position(|c| *c == class)?;
+    // Slot 0 is "no key type, or one this token does not know" (key bit 0).
+    let key_index = key_type
+        .and_then(|k| KEY_TYPES.iter().position(|t| *t == k))
+        .map_or(0, |i| i + 1);
+    let tables = TABLES.get_or_init(|| {
+        let mut all = Vec::new();
+        for c in CLASSES {
+            let class_bit = class_scope(c).unwrap_or(0);
+            for k in std::iter::once(None).chain(KEY_TYPES.iter().map(|k| Some(*k))) {
+                let key_bit = k.and_then(key_type_bit).unwrap_or(0);
+                let mut list: Vec<&'static AttrSpec> = ATTRIBUTES
+                    .iter()
+                    .filter(|s| {
+                        s.scope & class_bit != 0 && (s.keys == ANY || s.keys & key_bit != 0)
+                    })
+                    .collect();
+                list.sort_by_key(|s| s.ty);
+                all.push(list);
+            }
+        }
+        all
+    });
+    tables
+        .get(class_index * (KEY_TYPES.len() + 1) + key_index)
+        .map(Vec::as_slice)
 }
 
 /// Whether `ty` is a secret-valued attribute on this kind of object.
@@ -679,6 +729,52 @@ pub fn value_shape_ok(kind: Kind, value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_lookup_matches_a_table_scan() {
+        let classes = [
+            CKO_DATA,
+            CKO_CERTIFICATE,
+            CKO_PUBLIC_KEY,
+            CKO_PRIVATE_KEY,
+            CKO_SECRET_KEY,
+            CKO_HW_FEATURE,
+        ];
+        let key_types = [
+            None,
+            Some(CKK_RSA),
+            Some(CKK_EC),
+            Some(CKK_EC_EDWARDS),
+            Some(CKK_EC_MONTGOMERY),
+            Some(CKK_AES),
+            Some(CKK_GENERIC_SECRET),
+            Some(CKK_DES3),
+            Some(CKK_DSA),
+        ];
+        for class in classes {
+            for key_type in key_types {
+                let class_bit = class_scope(class).unwrap_or(0);
+                let key_bit = key_type.and_then(key_type_bit).unwrap_or(0);
+                let applies = |s: &&AttrSpec| {
+                    s.scope & class_bit != 0 && (s.keys == ANY || s.keys & key_bit != 0)
+                };
+                for ty in ATTRIBUTES.iter().map(|s| s.ty).chain([0x7fff_ffff]) {
+                    let scanned = ATTRIBUTES.iter().find(|s| s.ty == ty && applies(s));
+                    let cached = spec_for(ty, class, key_type);
+                    assert_eq!(
+                        scanned.map(|s| s as *const AttrSpec),
+                        cached.map(|s| s as *const AttrSpec),
+                        "type 0x{ty:x} class 0x{class:x} key {key_type:?}"
+                    );
+                }
+                let mut scanned: Vec<_> = ATTRIBUTES.iter().filter(applies).map(|s| s.ty).collect();
+                let mut listed: Vec<_> = specs_for(class, key_type).map(|s| s.ty).collect();
+                scanned.sort();
+                listed.sort();
+                assert_eq!(scanned, listed);
+            }
+        }
+    }
 
     #[test]
     fn every_class_has_class_and_token() {
