@@ -326,6 +326,15 @@ impl LcRsa {
         unsafe { sys::RSA_bits(self.rsa()) as usize }
     }
 
+    /// The modulus and public exponent (big-endian), without touching the private parts.
+    pub fn public_parts(&self) -> CryptoResult<(Vec<u8>, Vec<u8>)> {
+        let (mut n, mut e, mut d) = (ptr::null(), ptr::null(), ptr::null());
+        // SAFETY: valid key; the out-pointers receive borrowed BIGNUMs that live as long
+        // as the key (`d` is ignored).
+        unsafe { sys::RSA_get0_key(self.rsa(), &mut n, &mut e, &mut d) };
+        Ok((bn_to_vec(n)?, bn_to_vec(e)?))
+    }
+
     pub fn parts(&self) -> CryptoResult<RsaParts> {
         let (mut n, mut e, mut d) = (ptr::null(), ptr::null(), ptr::null());
         let (mut p, mut q) = (ptr::null(), ptr::null());

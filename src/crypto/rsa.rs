@@ -274,30 +274,38 @@ impl RsaPublicKey {
         Ok(out)
     }
 
-    /// Left-pads a raw-RSA input to k bytes and checks it is below the modulus.
     fn raw_input(&self, input: &[u8]) -> CryptoResult<Vec<u8>> {
-        let k = self.inner.len;
-        let x = left_pad(input, k)?;
-        let n = left_pad(&self.inner.n, k)?;
-        if less_than(&x, &n) {
-            Ok(x)
-        } else {
-            Err(CryptoError::DataInvalid)
-        }
+        raw_input(&self.inner.n, self.inner.len, input)
+    }
+}
+
+/// Left-pads a raw-RSA input to k bytes and checks it is below the modulus `n`.
+fn raw_input(n: &[u8], k: usize, input: &[u8]) -> CryptoResult<Vec<u8>> {
+    let x = left_pad(input, k)?;
+    let n = left_pad(n, k)?;
+    if less_than(&x, &n) {
+        Ok(x)
+    } else {
+        Err(CryptoError::DataInvalid)
     }
 }
 
 /// An RSA private key, parsed once into AWS-LC. `Send + Sync`; no `Clone`.
 pub struct RsaPrivateKey {
     key: LcRsa,
-    public: RsaPublicKey,
+    n: Vec<u8>,
+    e: Vec<u8>,
+    bits: usize,
+    len: usize,
+    /// A separate public-only key, made when first asked for (most keys only sign).
+    public: std::sync::OnceLock<RsaPublicKey>,
 }
 
 impl fmt::Debug for RsaPrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RsaPrivateKey")
-            .field("modulus_bits", &self.public.inner.bits)
-            .field("e", &self.public.inner.e)
+            .field("modulus_bits", &self.bits)
+            .field("e", &self.e)
             .finish_non_exhaustive()
     }
 }
@@ -331,9 +339,15 @@ impl RsaPrivateKey {
     }
 
     fn from_lc(key: LcRsa) -> CryptoResult<RsaPrivateKey> {
-        let parts = key.parts()?;
-        let public = RsaPublicKey::wrap(LcRsa::new_public(&parts.n, &parts.e)?, parts.n, parts.e);
-        Ok(RsaPrivateKey { key, public })
+        let (n, e) = key.public_parts()?;
+        Ok(RsaPrivateKey {
+            bits: key.bits(),
+            len: key.size(),
+            key,
+            n,
+            e,
+            public: std::sync::OnceLock::new(),
+        })
     }
 
     /// From components: n, e and d are required; the CRT parts are used when all five are
@@ -369,7 +383,7 @@ impl RsaPrivateKey {
             let mismatch = CryptoError::InvalidKey("RSA private exponent does not match");
             let x = [2u8];
             let y = me.raw_private(&x).map_err(|_| mismatch.clone())?;
-            if trim(&me.public.raw_public(&y)?) != x {
+            if trim(&me.public_key()?.raw_public(&y)?) != x {
                 return Err(mismatch);
             }
         }
@@ -400,8 +414,8 @@ impl RsaPrivateKey {
                 }
             }
             Err(_) => RsaComponents {
-                n: self.public.n().to_vec(),
-                e: self.public.e().to_vec(),
+                n: self.n.clone(),
+                e: self.e.clone(),
                 d: None,
                 p: None,
                 q: None,
@@ -413,15 +427,23 @@ impl RsaPrivateKey {
     }
 
     pub fn modulus_bits(&self) -> usize {
-        self.public.modulus_bits()
+        self.bits
     }
 
     pub fn modulus_len(&self) -> usize {
-        self.public.modulus_len()
+        self.len
     }
 
-    pub fn public_key(&self) -> RsaPublicKey {
-        self.public.clone()
+    pub fn public_key(&self) -> CryptoResult<RsaPublicKey> {
+        if let Some(p) = self.public.get() {
+            return Ok(p.clone());
+        }
+        let p = RsaPublicKey::wrap(
+            LcRsa::new_public(&self.n, &self.e)?,
+            self.n.clone(),
+            self.e.clone(),
+        );
+        Ok(self.public.get_or_init(|| p).clone())
     }
 
     /// CKM_RSA_PKCS sign: EMSA-PKCS1-v1_5 type-1 padding over `data` exactly as given
@@ -482,7 +504,7 @@ impl RsaPrivateKey {
     /// the fixed points 0, 1 and n - 1 as inputs to the private operation (no padding
     /// produces them): those give `DataInvalid` too.
     pub fn raw_private(&self, input: &[u8]) -> CryptoResult<Vec<u8>> {
-        let x = self.public.raw_input(input)?;
+        let x = raw_input(&self.n, self.len, input)?;
         let out = self.key.private_raw(&x, RsaPad::None)?;
         if out.len() < self.modulus_len() {
             return left_pad(&out, self.modulus_len());
@@ -585,14 +607,14 @@ mod tests {
             assert_eq!(k.modulus_len(), bits / 8);
             let d = digest(HashAlg::Sha256, b"abc");
             let sig = k.sign_pkcs1v15_digest(HashAlg::Sha256, &d).expect("sign");
-            their_public(&k.public_key())
+            their_public(&k.public_key().unwrap())
                 .verify(Pkcs1v15Sign::new::<::rsa::sha2::Sha256>(), &d, &sig)
                 .expect("rsa crate verifies");
         }
         let k = RsaPrivateKey::generate(1024, &[3]).expect("e=3");
-        assert_eq!(k.public_key().e(), &[3]);
+        assert_eq!(k.public_key().unwrap().e(), &[3]);
         assert_eq!(key2048().modulus_bits(), 2048);
-        assert_eq!(key2048().public_key().e(), &[1, 0, 1]);
+        assert_eq!(key2048().public_key().unwrap().e(), &[1, 0, 1]);
     }
 
     #[test]
@@ -629,7 +651,7 @@ mod tests {
     #[test]
     fn pkcs1v15_digest_cross_verify_all_hashes() {
         let k = key2048();
-        let theirs = their_public(&k.public_key());
+        let theirs = their_public(&k.public_key().unwrap());
         let msg = b"the quick brown fox";
         for hash in [
             HashAlg::Sha1,
@@ -649,13 +671,18 @@ mod tests {
             info.extend_from_slice(&d);
             assert_eq!(k.sign_pkcs1v15(&info).expect("raw sign"), sig, "{hash:?}");
             k.public_key()
+                .unwrap()
                 .verify_pkcs1v15_digest(hash, &d, &sig)
                 .expect("own verify");
             k.public_key()
+                .unwrap()
                 .verify_pkcs1v15(&info, &sig)
                 .expect("raw verify");
             assert_eq!(
-                k.public_key().recover_pkcs1v15(&sig).expect("recover"),
+                k.public_key()
+                    .unwrap()
+                    .recover_pkcs1v15(&sig)
+                    .expect("recover"),
                 info
             );
             // Independent: the rsa crate, unprefixed, compares the whole DigestInfo.
@@ -669,6 +696,7 @@ mod tests {
             .sign(Pkcs1v15Sign::new::<::rsa::sha2::Sha256>(), &d)
             .expect("rsa crate signs");
         k.public_key()
+            .unwrap()
             .verify_pkcs1v15_digest(HashAlg::Sha256, &d, &sig)
             .expect("we verify theirs");
     }
@@ -676,7 +704,7 @@ mod tests {
     #[test]
     fn pkcs1v15_errors() {
         let k = key2048();
-        let pk = k.public_key();
+        let pk = k.public_key().unwrap();
         let d = digest(HashAlg::Sha256, b"x");
         assert_eq!(
             k.sign_pkcs1v15_digest(HashAlg::Sha256, &d[..31]).err(),
@@ -726,7 +754,7 @@ mod tests {
     #[test]
     fn pss_combinations_cross_verify() {
         let k = key2048();
-        let theirs = their_public(&k.public_key());
+        let theirs = their_public(&k.public_key().unwrap());
         let combos = [
             (HashAlg::Sha256, HashAlg::Sha256, 32),
             (HashAlg::Sha256, HashAlg::Sha256, 0),
@@ -746,6 +774,7 @@ mod tests {
             let sig = k.sign_pss(hash, mgf1, salt, &mhash).expect("sign");
             assert_eq!(sig.len(), 256);
             k.public_key()
+                .unwrap()
                 .verify_pss(hash, mgf1, salt, &mhash, &sig)
                 .expect("own verify");
             assert!(
@@ -767,6 +796,7 @@ mod tests {
             }
             assert_eq!(
                 k.public_key()
+                    .unwrap()
                     .verify_pss(hash, mgf1, salt + 1, &mhash, &sig)
                     .err(),
                 Some(CryptoError::BadSignature)
@@ -782,6 +812,7 @@ mod tests {
             )
             .expect("rsa crate signs");
         k.public_key()
+            .unwrap()
             .verify_pss(HashAlg::Sha384, HashAlg::Sha384, 48, &mhash, &sig)
             .expect("we verify theirs");
     }
@@ -808,12 +839,14 @@ mod tests {
             .expect("sign");
         assert_eq!(
             k.public_key()
+                .unwrap()
                 .verify_pss(HashAlg::Sha256, HashAlg::Sha256, 32, &mhash, &sig[..100])
                 .err(),
             Some(CryptoError::SignatureLen)
         );
         assert_eq!(
             k.public_key()
+                .unwrap()
                 .verify_pss(HashAlg::Sha256, HashAlg::Sha1, 32, &mhash, &sig)
                 .err(),
             Some(CryptoError::BadSignature)
@@ -823,7 +856,7 @@ mod tests {
     #[test]
     fn oaep_cross_and_round_trip() {
         let k = key2048();
-        let pk = k.public_key();
+        let pk = k.public_key().unwrap();
         let theirs = their_public(&pk);
         let mut rng = rand::thread_rng();
         // They encrypt, we decrypt: no label, with label, different MGF1 hash.
@@ -900,7 +933,7 @@ mod tests {
     #[test]
     fn oaep_errors() {
         let k = key2048();
-        let pk = k.public_key();
+        let pk = k.public_key().unwrap();
         // max = 256 - 2*32 - 2 = 190
         assert!(pk
             .encrypt_oaep(HashAlg::Sha256, HashAlg::Sha256, &[], &[7; 190])
@@ -925,6 +958,7 @@ mod tests {
         assert!(matches!(
             small
                 .public_key()
+                .unwrap()
                 .encrypt_oaep(HashAlg::Sha512, HashAlg::Sha512, &[], b"a"),
             Err(CryptoError::InvalidParameter(_))
         ));
@@ -933,7 +967,7 @@ mod tests {
     #[test]
     fn pkcs1v15_encryption() {
         let k = key2048();
-        let pk = k.public_key();
+        let pk = k.public_key().unwrap();
         let mut rng = rand::thread_rng();
         let ct = their_public(&pk)
             .encrypt(&mut rng, Pkcs1v15Encrypt, b"hello")
@@ -955,7 +989,11 @@ mod tests {
             Some(CryptoError::EncryptedDataLen)
         );
         // A raw value with no type-2 padding.
-        let junk = k.public_key().raw_public(&[0x42; 200]).expect("raw");
+        let junk = k
+            .public_key()
+            .unwrap()
+            .raw_public(&[0x42; 200])
+            .expect("raw");
         assert_eq!(
             k.decrypt_pkcs1v15(&junk).err(),
             Some(CryptoError::EncryptedDataInvalid)
@@ -969,7 +1007,7 @@ mod tests {
     #[test]
     fn raw_rsa() {
         let k = key2048();
-        let pk = k.public_key();
+        let pk = k.public_key().unwrap();
         let theirs = their_public(&pk);
         let x = [0x5a; 100];
         let y = k.raw_private(&x).expect("raw private");
@@ -1010,9 +1048,9 @@ mod tests {
         let k = key2048();
         let c = k.components();
         assert!(c.p.is_some() && c.qinv.is_some());
-        assert_eq!(c.n, k.public_key().n());
+        assert_eq!(c.n, k.public_key().unwrap().n());
         assert_ne!(c.n[0], 0);
-        let shown = format!("{c:?} {k:?} {:?}", k.public_key());
+        let shown = format!("{c:?} {k:?} {:?}", k.public_key().unwrap());
         for secret in [&c.d, &c.p, &c.q] {
             let secret = secret.as_ref().expect("part").expose();
             let as_list = format!("{:?}", &secret[..4]);
@@ -1041,12 +1079,13 @@ mod tests {
         };
         let k3 = RsaPrivateKey::from_components(&no_crt).expect("no crt");
         let sig = k3.sign_pkcs1v15_digest(HashAlg::Sha256, &d).expect("sign");
-        their_public(&k.public_key())
+        their_public(&k.public_key().unwrap())
             .verify(Pkcs1v15Sign::new::<::rsa::sha2::Sha256>(), &d, &sig)
             .expect("verify");
         assert!(k3.components().p.is_none());
         let ct = k
             .public_key()
+            .unwrap()
             .encrypt_oaep(HashAlg::Sha1, HashAlg::Sha1, &[], b"z")
             .expect("e");
         assert_eq!(
@@ -1132,6 +1171,7 @@ mod tests {
                         let d = digest(HashAlg::Sha256, &[t, i]);
                         let sig = k.sign_pkcs1v15_digest(HashAlg::Sha256, &d).expect("sign");
                         k.public_key()
+                            .unwrap()
                             .verify_pkcs1v15_digest(HashAlg::Sha256, &d, &sig)
                             .expect("verify");
                     }

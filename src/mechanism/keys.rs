@@ -233,7 +233,7 @@ pub fn complete_new_object(obj: &mut Object) -> Result<()> {
         (CKO_PRIVATE_KEY, Some(CKK_RSA)) => {
             let k = RsaPrivateKey::from_components(&rsa_components(obj)?)
                 .map_err(|_| Error::AttributeValueInvalid(CKA_PRIVATE_EXPONENT))?;
-            let p = k.public_key();
+            let p = k.public_key()?;
             obj.attrs
                 .insert(CKA_MODULUS_BITS, ulong_bytes(k.modulus_bits() as CK_ULONG));
             if !obj.attrs.contains_key(&CKA_PUBLIC_EXPONENT) && !p.e().is_empty() {
