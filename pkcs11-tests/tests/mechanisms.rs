@@ -1982,3 +1982,97 @@ fn rsa_aes_key_wrap(c: &mut Ctx, m: CK_MECHANISM_TYPE) {
         assert_eq!(c.value(back), value);
     }
 }
+
+/// C_Encrypt / C_Decrypt write block-cipher output straight into the caller's buffer:
+/// the length convention still holds (NULL and short buffers leave the operation active),
+/// in-place calls (the same buffer for input and output, as many C callers do) give the
+/// right answer in single and multi-part form, and a bad length still ends the operation.
+#[test]
+fn cipher_output_into_the_callers_buffer() {
+    isolated("cipher_output_into_the_callers_buffer", || {
+        let p = load();
+        let slot = setup_token(&p);
+        let session = user_session(&p, slot);
+        let raw = Raw::load();
+        let s = session.handle();
+        let key = raw
+            .create_object(
+                s,
+                &mut Tmpl::new()
+                    .ulong(CKA_CLASS, CKO_SECRET_KEY)
+                    .ulong(CKA_KEY_TYPE, CKK_AES)
+                    .bytes(CKA_VALUE, &hx("2b7e151628aed2a6abf7158809cf4f3c")),
+            )
+            .expect("AES key");
+        // SP 800-38A F.2.1 CBC-AES128.Encrypt, blocks 1-2.
+        let iv = hx("000102030405060708090a0b0c0d0e0f");
+        let plain = hx("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
+        let cipher = hx("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2");
+        let mut m = Mech::bytes(CKM_AES_CBC, &iv);
+        let mut ck = m.ck();
+        assert_eq!(ck!(raw, C_EncryptInit(s, &mut ck, key)), CKR_OK);
+        let mut buf = plain.clone();
+        // NULL output: the length, still active.
+        let mut len: CK_ULONG = 0;
+        let rv = ck!(
+            raw,
+            C_Encrypt(s, buf.as_mut_ptr(), 32, std::ptr::null_mut(), &mut len)
+        );
+        assert_eq!((rv, len), (CKR_OK, 32), "{}", rv_name(rv));
+        // Short output: CKR_BUFFER_TOO_SMALL and the length, still active.
+        let mut short = [0u8; 16];
+        let mut len: CK_ULONG = 16;
+        let rv = ck!(
+            raw,
+            C_Encrypt(s, buf.as_mut_ptr(), 32, short.as_mut_ptr(), &mut len)
+        );
+        assert_eq!((rv, len), (CKR_BUFFER_TOO_SMALL, 32), "{}", rv_name(rv));
+        // In place.
+        let mut len: CK_ULONG = 32;
+        let p_buf = buf.as_mut_ptr();
+        let rv = ck!(raw, C_Encrypt(s, p_buf, 32, p_buf, &mut len));
+        assert_eq!((rv, len), (CKR_OK, 32), "{}", rv_name(rv));
+        assert_eq!(buf, cipher, "in-place C_Encrypt");
+        // The operation is over.
+        let mut len: CK_ULONG = 32;
+        let rv = ck!(raw, C_Encrypt(s, p_buf, 32, p_buf, &mut len));
+        assert_eq!(rv, CKR_OPERATION_NOT_INITIALIZED, "{}", rv_name(rv));
+        // In-place decryption, and in-place multi-part decryption.
+        let mut ck = m.ck();
+        assert_eq!(ck!(raw, C_DecryptInit(s, &mut ck, key)), CKR_OK);
+        let mut len: CK_ULONG = 32;
+        let rv = ck!(raw, C_Decrypt(s, p_buf, 32, p_buf, &mut len));
+        assert_eq!((rv, len), (CKR_OK, 32), "{}", rv_name(rv));
+        assert_eq!(buf, plain, "in-place C_Decrypt");
+        let mut ck = m.ck();
+        assert_eq!(ck!(raw, C_EncryptInit(s, &mut ck, key)), CKR_OK);
+        for half in 0..2 {
+            let at = buf[half * 16..].as_mut_ptr();
+            let mut len: CK_ULONG = 16;
+            let rv = ck!(raw, C_EncryptUpdate(s, at, 16, at, &mut len));
+            assert_eq!((rv, len), (CKR_OK, 16), "{}", rv_name(rv));
+        }
+        let mut len: CK_ULONG = 0;
+        let rv = ck!(raw, C_EncryptFinal(s, std::ptr::null_mut(), &mut len));
+        assert_eq!((rv, len), (CKR_OK, 0), "{}", rv_name(rv));
+        let mut end = [0u8; 16];
+        let mut len: CK_ULONG = 16;
+        assert_eq!(
+            ck!(raw, C_EncryptFinal(s, end.as_mut_ptr(), &mut len)),
+            CKR_OK
+        );
+        assert_eq!(buf, cipher, "in-place C_EncryptUpdate");
+        // A length CBC refuses ends the operation, also on a length query.
+        let mut ck = m.ck();
+        assert_eq!(ck!(raw, C_EncryptInit(s, &mut ck, key)), CKR_OK);
+        let mut len: CK_ULONG = 0;
+        let rv = ck!(
+            raw,
+            C_Encrypt(s, buf.as_mut_ptr(), 15, std::ptr::null_mut(), &mut len)
+        );
+        assert_eq!(rv, CKR_DATA_LEN_RANGE, "{}", rv_name(rv));
+        let mut len: CK_ULONG = 32;
+        let rv = ck!(raw, C_Encrypt(s, p_buf, 16, p_buf, &mut len));
+        assert_eq!(rv, CKR_OPERATION_NOT_INITIALIZED, "{}", rv_name(rv));
+    });
+}

@@ -309,3 +309,58 @@ fn unload_then_thread_exit() {
         .expect("worker thread");
     });
 }
+
+/// A session remembers the key it used last (to skip the cluster's lock on the next
+/// operation): every change to that key, or to the login, must still reach it.
+#[test]
+fn a_used_key_changes_reach_the_session() {
+    isolated("a_used_key_changes_reach_the_session", || {
+        use cryptoki::mechanism::Mechanism;
+        use cryptoki::object::KeyType;
+        let p = load();
+        let slot = setup_token(&p);
+        let a = user_session(&p, slot);
+        let b = p.open_rw_session(slot).unwrap();
+        let key = |label: &str, token: bool| {
+            a.create_object(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(token),
+                Attribute::Private(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Encrypt(true),
+                Attribute::Value(vec![7; 32]),
+            ])
+            .unwrap()
+        };
+        let block = [0u8; 16];
+        // A usage attribute turned off after use is enforced at the next init.
+        let k = key("k", true);
+        a.encrypt(&Mechanism::AesEcb, k, &block).unwrap();
+        b.update_attributes(k, &[Attribute::Encrypt(false)])
+            .unwrap();
+        expect_rv(
+            a.encrypt(&Mechanism::AesEcb, k, &block),
+            RvError::KeyFunctionNotPermitted,
+        );
+        // A key destroyed by another session is gone for this one.
+        let k2 = key("k2", false);
+        a.encrypt(&Mechanism::AesEcb, k2, &block).unwrap();
+        b.destroy_object(k2).unwrap();
+        expect_rv(
+            a.encrypt(&Mechanism::AesEcb, k2, &block),
+            RvError::KeyHandleInvalid,
+        );
+        // After logout a private key is out of reach.
+        let k3 = key("k3", true);
+        a.encrypt(&Mechanism::AesEcb, k3, &block).unwrap();
+        b.logout().unwrap();
+        expect_rv(
+            a.encrypt(&Mechanism::AesEcb, k3, &block),
+            RvError::KeyHandleInvalid,
+        );
+        // Logged in again, the key works again.
+        a.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
+        a.encrypt(&Mechanism::AesEcb, k3, &block).unwrap();
+    });
+}

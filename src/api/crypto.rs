@@ -39,27 +39,40 @@ fn deliver_cached(
     }
 }
 
-/// Checks a key may be used for an operation and routes it to an instance.
-fn key_for(
+/// Checks a key may be used for an operation, routes it to an instance and builds the
+/// operation with it (`build` gets the entry and the session's own key-schedule slot).
+/// Goes through the session's key memo: repeated operations with one key touch nothing
+/// shared.
+fn with_key<T>(
     s: &Session,
     key: CK_OBJECT_HANDLE,
     opcode: &str,
     mechanism: CK_MECHANISM_TYPE,
-) -> Result<std::sync::Arc<crate::object::index::Entry>> {
-    let entry = s.cluster.entry(key, Access::Use).map_err(|e| match e {
-        Error::ObjectHandleInvalid(h) => Error::KeyHandleInvalid(h),
-        other => other,
-    })?;
-    let served_by = s.cluster.route_for(&entry)?;
+    build: impl FnOnce(
+        &crate::object::index::Entry,
+        &mut Option<std::sync::Arc<crate::crypto::block::BlockCipher>>,
+    ) -> Result<T>,
+) -> Result<T> {
+    let mut memo = s.key_memo.lock();
+    let served_by = s
+        .cluster
+        .use_key_memo(&mut memo, key)
+        .map_err(|e| match e {
+            Error::ObjectHandleInvalid(h) => Error::KeyHandleInvalid(h),
+            other => other,
+        })?;
+    let m = memo
+        .as_mut()
+        .ok_or_else(|| Error::GeneralError("key memo missing".into()))?;
     if s.cluster.config.audit_crypto {
         s.cluster
-            .audit_operation(opcode, &served_by, s.handle, &entry, mechanism)?;
+            .audit_operation(opcode, &served_by, s.handle, &m.entry, mechanism)?;
     }
-    if entry.object.bool_attr(CKA_ALWAYS_AUTHENTICATE) && !s.take_context_auth() {
+    if m.entry.object.bool_attr(CKA_ALWAYS_AUTHENTICATE) && !s.take_context_auth() {
         // The operation starts, but the spec requires a CKU_CONTEXT_SPECIFIC login first.
         crate::log_debug!("key {key} needs CKU_CONTEXT_SPECIFIC re-authentication");
     }
-    Ok(entry)
+    build(&m.entry, &mut m.cipher)
 }
 
 /// CloudHSM-style audit opcode names for crypto operations.
@@ -88,10 +101,9 @@ pub fn op_init(
     let profile = s.cluster.profile();
     let op = match key {
         None => ops::new_digest(mech, profile)?,
-        Some(k) => {
-            let entry = key_for(&s, k, opcode(kind), mech.ty)?;
-            ops::new_cipher_op(kind, mech, &entry, profile)?
-        }
+        Some(k) => with_key(&s, k, opcode(kind), mech.ty, |entry, own_cipher| {
+            ops::new_cipher_op(kind, mech, entry, profile, Some(own_cipher))
+        })?,
     };
     let generated = op.generated_iv().map(<[u8]>::to_vec);
     let mut guard = s.ops.lock();
@@ -131,6 +143,55 @@ pub fn single(
         }
     }
     deliver_cached(slot, capacity, true)
+}
+
+/// C_Encrypt / C_Decrypt with the caller's buffer (`out` None for a length query). When
+/// the operation knows its output length up front (block ciphers), the result is written
+/// straight into the buffer: no copy through locked memory for ciphertext on its way out.
+/// Otherwise as [`single`].
+pub fn single_into(
+    h: CK_SESSION_HANDLE,
+    kind: OpKind,
+    input: &[u8],
+    out: Option<&mut [u8]>,
+) -> Result<Written> {
+    let (_lib, s) = session(h)?;
+    let mut ops = s.ops.lock();
+    let slot = ops.slot(kind);
+    let active = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
+    if active.multipart {
+        return Err(Error::OperationActive);
+    }
+    if active.cached.is_none() {
+        if let Some(needed) = active.op.one_shot_len(input.len()) {
+            let out = match out {
+                Some(o) if o.len() >= needed => o,
+                _ => return Ok(Written::Needed(needed)),
+            };
+            let written = active.op.one_shot_into(input, &mut out[..needed]);
+            *slot = None;
+            return written.map(Written::Wrote);
+        }
+        match active.op.one_shot(input) {
+            Ok(v) => active.cached = Some(v),
+            Err(e) => {
+                *slot = None;
+                return Err(e);
+            }
+        }
+    }
+    let active = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
+    let len = active.cached.as_ref().map_or(0, SecretBytes::len);
+    match out {
+        Some(o) if o.len() >= len => {
+            if let Some(v) = active.cached.take() {
+                o[..len].copy_from_slice(v.expose());
+            }
+            *slot = None;
+            Ok(Written::Wrote(len))
+        }
+        _ => Ok(Written::Needed(len)),
+    }
 }
 
 /// C_EncryptUpdate / C_DecryptUpdate, written straight into the caller's buffer: `out`
@@ -246,8 +307,10 @@ pub fn verify_init(h: CK_SESSION_HANDLE, mech: &Mechanism, key: CK_OBJECT_HANDLE
     if s.ops.lock().verify.is_some() {
         return Err(Error::OperationActive);
     }
-    let entry = key_for(&s, key, "CN_VERIFY", mech.ty)?;
-    let op = ops::new_verify_op(mech, &entry, s.cluster.profile())?;
+    let profile = s.cluster.profile();
+    let op = with_key(&s, key, "CN_VERIFY", mech.ty, |entry, _| {
+        ops::new_verify_op(mech, entry, profile)
+    })?;
     let mut guard = s.ops.lock();
     if guard.verify.is_some() {
         return Err(Error::OperationActive);

@@ -61,7 +61,7 @@ pub fn finalize(reserved_non_null: bool) -> Result<()> {
     let _guard = INIT_LOCK.lock();
     match install(None) {
         Some(lib) => {
-            lib.sessions.write().clear();
+            lib.sessions.clear();
             lib.clusters.write().clear();
             Ok(())
         }

@@ -615,7 +615,7 @@ pub fn wrap_key(
     s.cluster.route_for(&wk)?;
     let wkey = keys::load(&wk)?;
     let plain = wrappable_bytes(&target.object)?;
-    let wrapped = wrap_with(mech, &wkey, plain.expose(), true)?;
+    let wrapped = wrap_with(mech, wkey, plain.expose(), true)?;
     match capacity {
         Some(c) if c >= wrapped.len() => Ok(Delivery::Data(wrapped)),
         _ => Ok(Delivery::Length(wrapped.len())),
@@ -672,7 +672,7 @@ pub fn unwrap_key(
     }
     s.cluster.route_for(&uk)?;
     let ukey = keys::load(&uk)?;
-    let plain = wrap_with(mech, &ukey, wrapped, false).map_err(|e| match e {
+    let plain = wrap_with(mech, ukey, wrapped, false).map_err(|e| match e {
         Error::EncryptedDataInvalid | Error::DataLenRange => Error::WrappedKeyInvalid,
         Error::EncryptedDataLenRange => Error::WrappedKeyLen,
         other => other,
@@ -1032,7 +1032,7 @@ pub fn derive_key(
             None => t.push((CKA_EXTRACTABLE, object::bool_bytes(false))),
         }
     }
-    let value = derive_bytes(&s, mech, &base_key, &t, key_type)?;
+    let value = derive_bytes(&s, mech, base_key, &t, key_type)?;
     t.retain(|(ty, _)| *ty != CKA_VALUE_LEN);
     let mut obj = object::build_object(
         &t,

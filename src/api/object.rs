@@ -74,7 +74,7 @@ pub fn copy_object(
 
 /// C_DestroyObject (§5.7).
 pub fn destroy_object(handle: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Result<()> {
-    let (_lib, s) = session(handle)?;
+    let (lib, s) = session(handle)?;
     let entry = s.cluster.entry(object, Access::Own)?;
     if entry.object.is_token() {
         s.require_rw()?;
@@ -83,7 +83,15 @@ pub fn destroy_object(handle: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> Re
     {
         return Err(Error::ActionProhibited("CKA_DESTROYABLE is false".into()));
     }
-    s.cluster.destroy_object(object)
+    s.cluster.destroy_object(object)?;
+    // No session keeps the destroyed key's material in its memo.
+    let slot = s.slot_id();
+    lib.sessions.for_each(|other| {
+        if other.slot_id() == slot {
+            other.forget_key(object);
+        }
+    });
+    Ok(())
 }
 
 /// C_GetObjectSize (§5.7).

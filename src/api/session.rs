@@ -42,14 +42,20 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HAND
     let hsm = cluster.route_any()?;
     let handle = lib.next_session_handle();
     let s = Arc::new(Session::new(handle, cluster, read_write, hsm));
-    lib.sessions.write().insert(handle, s);
+    lib.sessions.insert(s);
     Ok(handle)
 }
 
 fn close(lib: &super::Library, s: &Session) {
     s.cluster.drop_session_objects(s.handle);
     let slot = s.slot_id();
-    if !lib.sessions.read().values().any(|x| x.slot_id() == slot) {
+    // Other sessions may have used this session's objects: none keeps them in its memo.
+    lib.sessions.for_each(|other| {
+        if other.slot_id() == slot {
+            other.forget_objects_of(s.handle);
+        }
+    });
+    if !lib.sessions.any(|x| x.slot_id() == slot) {
         // The last session of the application on this token: logout (§5.6).
         s.cluster.logout();
     }
@@ -60,8 +66,7 @@ pub fn close_session(handle: CK_SESSION_HANDLE) -> Result<()> {
     let lib = library()?;
     let s = lib
         .sessions
-        .write()
-        .remove(&handle)
+        .remove(handle)
         .ok_or(Error::SessionHandleInvalid(handle))?;
     close(&lib, &s);
     Ok(())
@@ -74,15 +79,7 @@ pub fn close_all_sessions(slot: CK_SLOT_ID) -> Result<()> {
     if !known.contains(&slot) {
         return Err(Error::SlotIdInvalid(slot));
     }
-    let closing: Vec<Arc<Session>> = {
-        let mut map = lib.sessions.write();
-        let hs: Vec<_> = map
-            .values()
-            .filter(|s| s.slot_id() == slot)
-            .map(|s| s.handle)
-            .collect();
-        hs.iter().filter_map(|h| map.remove(h)).collect()
-    };
+    let closing: Vec<Arc<Session>> = lib.sessions.remove_where(|s| s.slot_id() == slot);
     for s in &closing {
         close(&lib, s);
     }

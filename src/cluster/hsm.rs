@@ -102,7 +102,41 @@ pub struct HsmRuntime {
     pub az: String,
     pub health: Health,
     /// Operations this process routed to the instance (shared across reloads).
-    pub served: Arc<AtomicU64>,
+    pub served: Arc<ServedCounter>,
+}
+
+/// Operations served, counted in stripes on their own cache lines: every operation adds
+/// one, and threads adding to one shared word would bounce its line between cores. Each
+/// thread adds to its own stripe; readers sum them.
+#[derive(Default, Debug)]
+pub struct ServedCounter([Stripe; STRIPES]);
+
+#[derive(Default, Debug)]
+#[repr(align(64))]
+struct Stripe(AtomicU64);
+
+const STRIPES: usize = 8;
+
+impl ServedCounter {
+    pub fn add_one(&self) {
+        use std::cell::Cell;
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        let i = MINE.with(|m| {
+            if m.get() == usize::MAX {
+                m.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            m.get()
+        });
+        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// Picks a serving instance, preferring Active over Degraded, among `holders` (all when
@@ -120,7 +154,7 @@ pub fn route<'a>(
         let count = hsms.iter().filter(|h| eligible(h, want)).count();
         if count > 0 {
             if let Some(chosen) = hsms.iter().filter(|h| eligible(h, want)).nth(turn % count) {
-                chosen.served.fetch_add(1, Ordering::Relaxed);
+                chosen.served.add_one();
                 return Ok(chosen);
             }
         }
@@ -128,6 +162,50 @@ pub fn route<'a>(
     Err(Error::DeviceError(
         "no serving HSM instance holds this key".into(),
     ))
+}
+
+/// The instances an operation with one key may go to (the Active holders, or the
+/// Degraded ones when no holder is Active), with their injected latency, for picking one
+/// per operation without the cluster's lock.
+pub struct RoutePlan {
+    targets: Vec<(String, Arc<ServedCounter>, u64)>,
+    throttle_percent: u32,
+}
+
+impl RoutePlan {
+    pub fn new(hsms: &[HsmRuntime], holders: Option<&[String]>, faults: &Faults) -> RoutePlan {
+        let eligible = |h: &&HsmRuntime, want: Health| {
+            h.health == want && holders.is_none_or(|hs| hs.iter().any(|x| x == &h.id))
+        };
+        let mut targets = Vec::new();
+        for want in [Health::Active, Health::Degraded] {
+            targets.extend(
+                hsms.iter()
+                    .filter(|h| eligible(h, want))
+                    .map(|h| (h.id.clone(), h.served.clone(), faults.latency_ms(&h.id))),
+            );
+            if !targets.is_empty() {
+                break;
+            }
+        }
+        RoutePlan {
+            targets,
+            throttle_percent: faults.throttle_percent,
+        }
+    }
+
+    /// The instance for the operation at round-robin position `turn`, counted there, and
+    /// its (latency ms, throttle percent).
+    pub fn pick(&self, turn: usize) -> Result<(&str, u64, u32)> {
+        if self.targets.is_empty() {
+            return Err(Error::DeviceError(
+                "no serving HSM instance holds this key".into(),
+            ));
+        }
+        let (id, served, latency) = &self.targets[turn % self.targets.len()];
+        served.add_one();
+        Ok((id, *latency, self.throttle_percent))
+    }
 }
 
 impl super::Cluster {
@@ -226,14 +304,7 @@ impl super::Cluster {
             .read()
             .hsms
             .iter()
-            .map(|h| {
-                (
-                    h.id.clone(),
-                    h.az.clone(),
-                    h.health,
-                    h.served.load(Ordering::Relaxed),
-                )
-            })
+            .map(|h| (h.id.clone(), h.az.clone(), h.health, h.served.total()))
             .collect()
     }
 }
@@ -262,7 +333,7 @@ mod tests {
         for turn in 0..4 {
             assert_eq!(route(&hsms, Some(&holders), turn).unwrap().id, "hsm-c");
         }
-        assert_eq!(hsms[2].served.load(Ordering::Relaxed), 4);
+        assert_eq!(hsms[2].served.total(), 4);
         let only_down = vec!["hsm-a".to_string()];
         assert!(route(&hsms, Some(&only_down), 0).is_err());
     }

@@ -96,6 +96,25 @@ pub struct ClusterInner {
     pub faults: hsm::Faults,
 }
 
+/// The next round-robin position of this thread. Per thread rather than one shared counter:
+/// a shared counter is a cache line every operation on every thread writes. A thread's
+/// first position comes from a shared counter, so threads start on different instances.
+pub fn next_turn() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static FIRST: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static TURN: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    TURN.with(|t| {
+        let now = t
+            .get()
+            .unwrap_or_else(|| FIRST.fetch_add(1, Ordering::Relaxed));
+        t.set(Some(now.wrapping_add(1)));
+        now
+    })
+}
+
 impl ClusterInner {
     /// The shared copy of a replica list (one allocation per distinct list, not per
     /// object: 100,000 keys on 3 instances hold one list).
@@ -122,8 +141,11 @@ pub struct Cluster {
     pub config: Arc<Config>,
     pub inner: RwLock<ClusterInner>,
     seen_counter: AtomicU64,
-    /// Round-robin position for routing.
-    turn: std::sync::atomic::AtomicUsize,
+    /// The profile, readable without the lock (every operation asks).
+    profile: std::sync::atomic::AtomicU8,
+    /// Bumped whenever `inner` is written (see [`Cluster::write_inner`]): a session's key
+    /// memo from the same generation is still valid.
+    generation: AtomicU64,
     /// Verified PINs of this process (see `users::PinCache`).
     pub pin_cache: users::PinCache,
 }
@@ -154,11 +176,12 @@ impl Cluster {
             config,
             inner: RwLock::new(inner),
             seen_counter: AtomicU64::new(counter),
-            turn: Default::default(),
+            profile: std::sync::atomic::AtomicU8::new(profile as u8),
+            generation: AtomicU64::new(0),
             pin_cache: users::PinCache::new(),
         });
         {
-            let mut inner = cluster.inner.write();
+            let mut inner = cluster.write_inner();
             cluster.reload_locked(&mut inner)?;
         }
         Ok(cluster)
@@ -168,6 +191,19 @@ impl Cluster {
         self.id as CK_SLOT_ID
     }
 
+    /// The write lock on the cluster's state. Every writer goes through here: it moves the
+    /// generation on, so what sessions remembered from before is checked again.
+    pub(crate) fn write_inner(&self) -> parking_lot::RwLockWriteGuard<'_, ClusterInner> {
+        let guard = self.inner.write();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// The current generation (see `write_inner`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Applies other processes' changes if the change counter moved (one atomic load when
     /// nothing changed).
     pub fn refresh(&self) -> Result<()> {
@@ -175,7 +211,7 @@ impl Cluster {
         if now == self.seen_counter.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut inner = self.inner.write();
+        let mut inner = self.write_inner();
         self.seen_counter.store(now, Ordering::Release);
         self.reload_locked(&mut inner)
     }
@@ -184,6 +220,7 @@ impl Cluster {
     fn reload_locked(&self, inner: &mut ClusterInner) -> Result<()> {
         if let Some(row) = self.store.clusters()?.into_iter().find(|c| c.id == self.id) {
             inner.profile = Profile::parse(&row.profile)?;
+            self.profile.store(inner.profile as u8, Ordering::Relaxed);
             inner.token_id = token_id(&row);
             inner.faults = hsm::Faults::from_settings(&row.settings);
             inner.row = row;
@@ -282,11 +319,6 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The next round-robin position.
-    pub fn next_turn(&self) -> usize {
-        self.turn.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Stores new fault settings (latency per instance, throttling) for every process.
     pub fn set_faults(&self, update: impl FnOnce(&mut hsm::Faults)) -> Result<()> {
         self.refresh()?;
@@ -302,7 +334,11 @@ impl Cluster {
     }
 
     pub fn profile(&self) -> Profile {
-        self.inner.read().profile
+        if self.profile.load(Ordering::Relaxed) == Profile::CloudHsm as u8 {
+            Profile::CloudHsm
+        } else {
+            Profile::Standard
+        }
     }
 
     pub fn label(&self) -> String {

@@ -1,11 +1,13 @@
 //! Objects on a cluster: loading and sealing stored rows, visibility and ownership rules,
 //! and the writes that replicate to every serving instance.
 
-use super::{audit, Cluster, ClusterInner, LoginState};
+use super::hsm::RoutePlan;
+use super::{audit, next_turn, Cluster, ClusterInner, LoginState};
 use crate::error::{Error, Result};
 use crate::object::index::Entry;
 use crate::object::{AttrMap, Object};
 use crate::secure_mem::SecretBytes;
+use crate::session::KeyMemo;
 use crate::store::seal::MasterKey;
 use crate::store::{self, record, ObjectRow};
 use cryptoki_sys::*;
@@ -161,7 +163,15 @@ impl Cluster {
     /// the checks saw (a login unsealing it in between cannot hand out a stale, secret-less
     /// copy).
     fn entry_checked(&self, handle: CK_OBJECT_HANDLE, access: Access) -> Result<Arc<Entry>> {
-        let inner = self.inner.read();
+        self.entry_checked_in(&self.inner.read(), handle, access)
+    }
+
+    fn entry_checked_in(
+        &self,
+        inner: &ClusterInner,
+        handle: CK_OBJECT_HANDLE,
+        access: Access,
+    ) -> Result<Arc<Entry>> {
         let entry = inner
             .objects
             .get(handle)
@@ -170,7 +180,7 @@ impl Cluster {
             return Err(Error::ObjectHandleInvalid(handle));
         }
         if entry.object.is_sealed_closed() {
-            let opened = unseal(self.id, &inner, &entry.object);
+            let opened = unseal(self.id, inner, &entry.object);
             if access != Access::Read {
                 opened?;
                 if entry.object.is_sealed_closed() {
@@ -190,38 +200,91 @@ impl Cluster {
         Ok(entry)
     }
 
+    /// A key for a cryptographic operation, looked up, checked (usable, key availability)
+    /// and routed to the instance that serves it, then injected latency and throttling
+    /// applied; through a session's memo of the key it used last: while
+    /// the cluster is unchanged the lookup, checks and routing plan are reused, and
+    /// nothing shared between threads is written. Returns the serving instance; the entry
+    /// is the memo's.
+    pub fn use_key_memo(
+        &self,
+        memo: &mut Option<KeyMemo>,
+        handle: CK_OBJECT_HANDLE,
+    ) -> Result<String> {
+        self.refresh()?;
+        let current = memo
+            .as_ref()
+            .is_some_and(|m| m.handle == handle && m.generation == self.generation());
+        if !current {
+            *memo = None;
+            let inner = self.inner.read();
+            // Read under the read lock: no writer can move it meanwhile.
+            let generation = self.generation();
+            let entry = self.entry_checked_in(&inner, handle, Access::Use)?;
+            self.availability_check(&inner, &entry)?;
+            let holders = inner.replicas.get(&entry.handle).map(|h| &h[..]);
+            let route = RoutePlan::new(&inner.hsms, holders, &inner.faults);
+            *memo = Some(KeyMemo {
+                handle,
+                generation,
+                entry,
+                route,
+                cipher: None,
+            });
+        }
+        let m = memo
+            .as_ref()
+            .ok_or_else(|| Error::GeneralError("key memo missing".into()))?;
+        let (served_by, latency, throttle) = m.route.pick(next_turn())?;
+        let served_by = served_by.to_string();
+        super::hsm::apply_faults(latency, throttle)?;
+        Ok(served_by)
+    }
+
+    /// CloudHSM's key availability check for token keys (SDK 5): fewer than 2 copies in a
+    /// multi-instance cluster refuses the operation.
+    fn availability_check(&self, inner: &ClusterInner, entry: &Entry) -> Result<()> {
+        if let Some(h) = inner.replicas.get(&entry.handle) {
+            if entry.session.is_none()
+                && self.config.key_availability_check
+                && h.len() < 2
+                && inner.hsms.len() > 1
+            {
+                return Err(Error::FunctionFailed(
+                    "key availability check: the key has fewer than 2 copies in the cluster (CloudHSM SDK 5)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Picks the instance that serves an operation with this object and counts it there,
     /// then applies injected latency and throttling. Enforces CloudHSM's key availability
     /// check for token keys. Takes only a read lock: operations on many threads do not
     /// serialize here.
     pub fn route_for(&self, entry: &Entry) -> Result<String> {
-        // A fault injected by another process must steer this operation (one atomic load
-        // when nothing changed).
         self.refresh()?;
-        let turn = self.next_turn();
-        let (served_by, latency, throttle) = {
-            let inner = self.inner.read();
-            let holders = inner.replicas.get(&entry.handle);
-            if let Some(h) = holders {
-                if entry.session.is_none()
-                    && self.config.key_availability_check
-                    && h.len() < 2
-                    && inner.hsms.len() > 1
-                {
-                    return Err(Error::FunctionFailed(
-                        "key availability check: the key has fewer than 2 copies in the cluster (CloudHSM SDK 5)".into(),
-                    ));
-                }
-            }
-            let chosen = super::hsm::route(&inner.hsms, holders.map(|h| &h[..]), turn)?;
-            (
-                chosen.id.clone(),
-                inner.faults.latency_ms(&chosen.id),
-                inner.faults.throttle_percent,
-            )
-        };
+        let turn = next_turn();
+        let (served_by, latency, throttle) = self.route_in(&self.inner.read(), entry, turn)?;
         super::hsm::apply_faults(latency, throttle)?;
         Ok(served_by)
+    }
+
+    /// The routing decision: (instance, injected latency in ms, throttle percent).
+    fn route_in(
+        &self,
+        inner: &ClusterInner,
+        entry: &Entry,
+        turn: usize,
+    ) -> Result<(String, u64, u32)> {
+        self.availability_check(inner, entry)?;
+        let holders = inner.replicas.get(&entry.handle);
+        let chosen = super::hsm::route(&inner.hsms, holders.map(|h| &h[..]), turn)?;
+        Ok((
+            chosen.id.clone(),
+            inner.faults.latency_ms(&chosen.id),
+            inner.faults.throttle_percent,
+        ))
     }
 
     /// Records a crypto operation in the audit log of the instance that served it (only
@@ -251,7 +314,7 @@ impl Cluster {
     /// Picks an instance for an operation that uses no stored key.
     pub fn route_any(&self) -> Result<String> {
         self.refresh()?;
-        let turn = self.next_turn();
+        let turn = next_turn();
         let inner = self.inner.read();
         Ok(super::hsm::route(&inner.hsms, None, turn)?.id.clone())
     }
@@ -279,7 +342,7 @@ impl Cluster {
             obj.owner = Some(me.clone());
         }
         if !obj.is_token() {
-            let mut inner = self.inner.write();
+            let mut inner = self.write_inner();
             let entry = inner.objects.upsert(obj, Some(session));
             let replicas = inner.intern_replicas(&[session_hsm]);
             inner.replicas.insert(entry.handle, replicas);
@@ -328,7 +391,7 @@ impl Cluster {
             )
         };
         if !is_token {
-            self.inner.write().objects.replace(handle, next);
+            self.write_inner().objects.replace(handle, next);
             return Ok(());
         }
         // The new version reaches the serving instances that hold the object; a Down
@@ -365,7 +428,7 @@ impl Cluster {
             .get(handle)
             .ok_or(Error::ObjectHandleInvalid(handle))?;
         if !entry.object.is_token() {
-            let mut inner = self.inner.write();
+            let mut inner = self.write_inner();
             inner.objects.remove(handle);
             inner.replicas.remove(&handle);
             return Ok(());
@@ -413,7 +476,7 @@ impl Cluster {
         if !self.inner.read().objects.has_session_objects(session) {
             return;
         }
-        let mut inner = self.inner.write();
+        let mut inner = self.write_inner();
         for h in inner.objects.remove_session_objects(session) {
             inner.replicas.remove(&h);
         }

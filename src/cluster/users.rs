@@ -146,7 +146,7 @@ impl Cluster {
     ) -> Result<Arc<MasterKey>> {
         self.refresh()?;
         let (user, hsm_id, failures, iterations, token) = {
-            let turn = self.next_turn();
+            let turn = super::next_turn();
             let inner = self.inner.read();
             let hsm_id = super::hsm::route(&inner.hsms, None, turn)?.id.clone();
             let user = inner
@@ -226,7 +226,7 @@ impl Cluster {
     pub fn login(&self, role: Role, pin: &[u8]) -> Result<()> {
         let (name, password) = split_pin(pin, role);
         let mk = self.verify_password(&name, role, password.expose())?;
-        let mut inner = self.inner.write();
+        let mut inner = self.write_inner();
         inner.login = match role {
             Role::CryptoOfficer => LoginState::SecurityOfficer(name),
             Role::CryptoUser => LoginState::User(name),
@@ -253,7 +253,7 @@ impl Cluster {
     }
 
     pub fn logout(&self) {
-        let mut inner = self.inner.write();
+        let mut inner = self.write_inner();
         inner.login = LoginState::Public;
         inner.master_key = None;
     }

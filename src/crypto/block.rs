@@ -389,6 +389,21 @@ impl CipherStream {
 
     /// Exactly how many bytes `finish` will output; for CBC-PAD decryption an upper
     /// bound (one block).
+    /// The exact output of a whole operation on `input_len` bytes from a fresh stream,
+    /// when it is known without running it and the input is acceptable: ECB and CBC on
+    /// whole blocks, CBC-PAD encryption. None otherwise (CTR, CBC-PAD decryption, a stream
+    /// already fed, a length the mode refuses).
+    pub fn exact_total_len(&self, input_len: usize) -> Option<usize> {
+        if self.buf_len != 0 {
+            return None;
+        }
+        match (self.kind, self.dir) {
+            (Kind::Ecb | Kind::Cbc, _) if input_len % self.bs == 0 => Some(input_len),
+            (Kind::CbcPad, Direction::Encrypt) => Some((input_len / self.bs + 1) * self.bs),
+            _ => None,
+        }
+    }
+
     pub fn final_len(&self) -> usize {
         match (self.kind, self.dir) {
             (Kind::CbcPad, Direction::Encrypt) => self.bs,

@@ -667,34 +667,35 @@ macro_rules! op_single_fn {
     };
 }
 
-macro_rules! op_update_fn {
-    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+/// Writes a `Written` answer: the count, and CKR_BUFFER_TOO_SMALL for a short buffer.
+fn written(w: api::crypto::Written, len: &mut CK_ULONG, query: bool) -> crate::error::Result<()> {
+    match w {
+        api::crypto::Written::Wrote(n) => {
+            *len = to_ulong(n);
+            Ok(())
+        }
+        api::crypto::Written::Needed(n) => {
+            *len = to_ulong(n);
+            if query {
+                Ok(())
+            } else {
+                Err(Error::BufferTooSmall)
+            }
+        }
+    }
+}
+
+macro_rules! op_into_fn {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $api:path) => {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name(h: CK_SESSION_HANDLE, p_in: CK_BYTE_PTR, ul_in: CK_ULONG, p_out: CK_BYTE_PTR, pul_out: CK_ULONG_PTR) -> CK_RV {
             guard(stringify!($name), || ends_on_error(h, Some($kind), || {
                 // SAFETY: input valid for its length; output per the length convention.
                 unsafe {
-                    let input = in_bytes(p_in, ul_in)?;
-                    let cap = out_capacity(p_out, pul_out)?;
-                    let out: Option<&mut [u8]> = match cap {
-                        None => None,
-                        Some(0) => Some(&mut []),
-                        Some(n) if n > isize::MAX as usize => return Err(Error::ArgumentsBad("output length larger than isize::MAX")),
-                        // The caller's buffer holds *pul_out bytes (length convention).
-                        Some(n) => Some(std::slice::from_raw_parts_mut(p_out, n)),
-                    };
-                    let len = out_ref(pul_out)?;
-                    match api::crypto::update(h, $kind, input, out)? {
-                        api::crypto::Written::Wrote(n) => {
-                            *len = to_ulong(n);
-                            Ok(())
-                        }
-                        api::crypto::Written::Needed(n) => {
-                            *len = to_ulong(n);
-                            if p_out.is_null() { Ok(()) } else { Err(Error::BufferTooSmall) }
-                        }
-                    }
+                    let (input, out) = in_and_out(p_in, ul_in, p_out, pul_out)?;
+                    let w = $api(h, $kind, &input, out)?;
+                    written(w, out_ref(pul_out)?, p_out.is_null())
                 }
             }))
         }
@@ -734,18 +735,18 @@ macro_rules! op_final_fn {
 
 op_init_fn!(/// C_EncryptInit (§5.8).
     C_EncryptInit, OpKind::Encrypt);
-op_single_fn!(/// C_Encrypt (§5.8).
-    C_Encrypt, OpKind::Encrypt);
-op_update_fn!(/// C_EncryptUpdate (§5.8).
-    C_EncryptUpdate, OpKind::Encrypt);
+op_into_fn!(/// C_Encrypt (§5.8).
+    C_Encrypt, OpKind::Encrypt, api::crypto::single_into);
+op_into_fn!(/// C_EncryptUpdate (§5.8).
+    C_EncryptUpdate, OpKind::Encrypt, api::crypto::update);
 op_final_fn!(/// C_EncryptFinal (§5.8).
     C_EncryptFinal, OpKind::Encrypt);
 op_init_fn!(/// C_DecryptInit (§5.9).
     C_DecryptInit, OpKind::Decrypt);
-op_single_fn!(/// C_Decrypt (§5.9).
-    C_Decrypt, OpKind::Decrypt);
-op_update_fn!(/// C_DecryptUpdate (§5.9).
-    C_DecryptUpdate, OpKind::Decrypt);
+op_into_fn!(/// C_Decrypt (§5.9).
+    C_Decrypt, OpKind::Decrypt, api::crypto::single_into);
+op_into_fn!(/// C_DecryptUpdate (§5.9).
+    C_DecryptUpdate, OpKind::Decrypt, api::crypto::update);
 op_final_fn!(/// C_DecryptFinal (§5.9).
     C_DecryptFinal, OpKind::Decrypt);
 op_single_fn!(/// C_Digest (§5.10).

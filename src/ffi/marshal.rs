@@ -56,6 +56,57 @@ pub unsafe fn out_capacity(buf: *mut u8, len_ptr: *mut CK_ULONG) -> Result<Optio
     Ok(Some(usize::try_from(*len).unwrap_or(usize::MAX)))
 }
 
+/// An input (borrowed, or copied when it overlapped the output) and the output buffer.
+pub type InAndOut<'a> = (std::borrow::Cow<'a, [u8]>, Option<&'a mut [u8]>);
+
+/// The input and the caller's output buffer of a call that writes straight into it
+/// (`None` for a NULL output: a length query). An output overlapping the input (in-place
+/// encryption) gets the input copied first: a shared and a mutable slice may not cover
+/// the same bytes.
+///
+/// # Safety
+/// `p_in` valid for `ul_in` reads; `pul_out` NULL or a valid CK_ULONG; `p_out` NULL or
+/// valid for `*pul_out` bytes of writes.
+pub unsafe fn in_and_out<'a>(
+    p_in: *const u8,
+    ul_in: CK_ULONG,
+    p_out: *mut u8,
+    pul_out: *mut CK_ULONG,
+) -> Result<InAndOut<'a>> {
+    // SAFETY: forwarded caller guarantee.
+    let cap = unsafe { out_capacity(p_out, pul_out) }?;
+    let out_len = match cap {
+        Some(n) if n > isize::MAX as usize => {
+            return Err(Error::ArgumentsBad("output length larger than isize::MAX"))
+        }
+        other => other,
+    };
+    // SAFETY: forwarded caller guarantee.
+    let input = unsafe { in_bytes(p_in, ul_in) }?;
+    let (in_start, in_end) = (
+        input.as_ptr() as usize,
+        input.as_ptr() as usize + input.len(),
+    );
+    let overlaps = out_len.is_some_and(|n| {
+        let out_start = p_out as usize;
+        n > 0 && !input.is_empty() && out_start < in_end && in_start < out_start + n
+    });
+    let input = if overlaps {
+        std::borrow::Cow::Owned(input.to_vec())
+    } else {
+        std::borrow::Cow::Borrowed(input)
+    };
+    let out: Option<&mut [u8]> = match out_len {
+        None => None,
+        Some(0) => Some(&mut []),
+        // SAFETY: non-NULL (out_capacity maps NULL to None) and valid for `n` bytes of
+        // writes (caller guarantee); no live slice of the input covers it (copied above
+        // when it overlapped).
+        Some(n) => Some(unsafe { std::slice::from_raw_parts_mut(p_out, n) }),
+    };
+    Ok((input, out))
+}
+
 /// Writes `data` to an output buffer with the length convention of §5.2.
 ///
 /// # Safety

@@ -167,15 +167,18 @@ pub fn parse(obj: &Object) -> Result<LoadedKey> {
 }
 
 /// The parsed key of an entry, built on first use and cached with the entry.
-pub fn load(entry: &Entry) -> Result<Arc<LoadedKey>> {
-    if let Some(any) = entry.key_cache.get() {
-        if let Ok(k) = any.clone().downcast::<LoadedKey>() {
-            return Ok(k);
-        }
+/// Borrowed from the entry (no reference count touched: two threads using one key would
+/// otherwise write the same cache line on every operation).
+pub fn load(entry: &Entry) -> Result<&LoadedKey> {
+    if entry.key_cache.get().is_none() {
+        // Two threads may parse at once; the first result stays.
+        let _ = entry.key_cache.set(Box::new(parse(&entry.object)?));
     }
-    let parsed: Arc<LoadedKey> = Arc::new(parse(&entry.object)?);
-    let _ = entry.key_cache.set(parsed.clone());
-    Ok(parsed)
+    entry
+        .key_cache
+        .get()
+        .and_then(|k| k.downcast_ref::<LoadedKey>())
+        .ok_or_else(|| Error::GeneralError("cached key of another type".into()))
 }
 
 /// AES key check value: the first 3 bytes of ECB(key, 0^128) (PKCS#11 3.0 §2.10.1).

@@ -117,6 +117,22 @@ pub trait CipherOp: Send {
     }
     /// The exact number of bytes `update` will output for this much input.
     fn update_len(&self, input_len: usize) -> usize;
+    /// The exact length `one_shot` would return for this input, when the operation can
+    /// tell without running (then `one_shot_into` writes straight into the caller's
+    /// buffer); None when only running it can tell (signatures, padded decryption).
+    fn one_shot_len(&self, _input_len: usize) -> Option<usize> {
+        None
+    }
+    /// `one_shot` into `out` (exactly `one_shot_len(input.len())` bytes); returns the
+    /// bytes written.
+    fn one_shot_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        let v = self.one_shot(input)?;
+        let dst = out
+            .get_mut(..v.len())
+            .ok_or(crate::error::Error::BufferTooSmall)?;
+        dst.copy_from_slice(v.expose());
+        Ok(v.len())
+    }
     /// The last part (C_EncryptFinal, C_SignFinal, ...).
     fn finish(&mut self) -> Result<SecretBytes>;
     /// Whether the mechanism has a multi-part form at all.

@@ -342,6 +342,14 @@ impl CipherOp for StreamOp {
     fn update_len(&self, input_len: usize) -> usize {
         self.stream.update_len(input_len)
     }
+    fn one_shot_len(&self, input_len: usize) -> Option<usize> {
+        self.stream.exact_total_len(input_len)
+    }
+    fn one_shot_into(&mut self, input: &[u8], out: &mut [u8]) -> Result<usize> {
+        let n = self.stream.update(input, out)?;
+        let m = self.stream.finish(&mut out[n..])?;
+        Ok(n + m)
+    }
     fn finish(&mut self) -> Result<SecretBytes> {
         let mut out = SecretBytes::zeroed(self.stream.final_len());
         let n = self.stream.finish(out.expose_mut())?;
@@ -484,6 +492,7 @@ fn new_symmetric(
     mech: &Mechanism,
     key: &LoadedKey,
     profile: Profile,
+    own_cipher: Option<&mut Option<Arc<BlockCipher>>>,
 ) -> Result<Box<dyn CipherOp>> {
     let dir = direction(kind)?;
     let bs = match (mech.ty, key) {
@@ -553,10 +562,21 @@ fn new_symmetric(
         }
         _ => return Err(Error::MechanismInvalid(mech.ty)),
     };
-    let cipher: Arc<BlockCipher> = match key {
-        LoadedKey::Aes(aes) => aes.cipher()?,
-        LoadedKey::Des3 { cipher } => cipher.clone(),
-        _ => return Err(Error::KeyTypeInconsistent),
+    let shared = || -> Result<Arc<BlockCipher>> {
+        match key {
+            LoadedKey::Aes(aes) => aes.cipher(),
+            LoadedKey::Des3 { cipher } => Ok(cipher.clone()),
+            _ => Err(Error::KeyTypeInconsistent),
+        }
+    };
+    let cipher = match own_cipher {
+        Some(Some(own)) => own.clone(),
+        Some(slot) => {
+            let own = Arc::new(shared()?.duplicate());
+            *slot = Some(own.clone());
+            own
+        }
+        None => shared()?,
     };
     Ok(Box::new(StreamOp {
         stream: CipherStream::new(cipher, mode, dir)?,
@@ -1044,14 +1064,17 @@ fn with_profile_limits(
     }
 }
 
+/// `own_cipher`: a slot for the caller's own copy of a block cipher's key schedule
+/// (a session's); the operation then shares nothing with other threads' operations.
 pub fn new_cipher_op(
     kind: OpKind,
     mech: &Mechanism,
     entry: &Entry,
     profile: Profile,
+    own_cipher: Option<&mut Option<Arc<BlockCipher>>>,
 ) -> Result<Box<dyn CipherOp>> {
     Ok(with_profile_limits(
-        build_cipher_op(kind, mech, entry, profile)?,
+        build_cipher_op(kind, mech, entry, profile, own_cipher)?,
         mech.ty,
         profile,
     ))
@@ -1062,12 +1085,15 @@ fn build_cipher_op(
     mech: &Mechanism,
     entry: &Entry,
     profile: Profile,
+    own_cipher: Option<&mut Option<Arc<BlockCipher>>>,
 ) -> Result<Box<dyn CipherOp>> {
     check_key_allows(entry, mech.ty, usage_attr(kind), flag_of(kind), profile)?;
     let key = load(entry)?;
     match kind {
-        OpKind::Encrypt | OpKind::Decrypt => match key.as_ref() {
-            LoadedKey::Aes(_) | LoadedKey::Des3 { .. } => new_symmetric(kind, mech, &key, profile),
+        OpKind::Encrypt | OpKind::Decrypt => match key {
+            LoadedKey::Aes(_) | LoadedKey::Des3 { .. } => {
+                new_symmetric(kind, mech, key, profile, own_cipher)
+            }
             LoadedKey::RsaPublic(k) if kind == OpKind::Encrypt => {
                 Ok(Box::new(RsaCryptOp::Encrypt(k.clone(), rsa_cipher(mech)?)))
             }
@@ -1077,13 +1103,13 @@ fn build_cipher_op(
             _ => Err(Error::KeyTypeInconsistent),
         },
         OpKind::Sign | OpKind::SignRecover => {
-            if let Some(mac) = new_mac(mech, &key)? {
+            if let Some(mac) = new_mac(mech, key)? {
                 if kind == OpKind::SignRecover {
                     return Err(Error::MechanismInvalid(mech.ty));
                 }
                 return Ok(Box::new(mac));
             }
-            match key.as_ref() {
+            match key {
                 LoadedKey::RsaPrivate(k) => {
                     let scheme = rsa_scheme(mech)?;
                     if kind == OpKind::SignRecover
@@ -1114,7 +1140,7 @@ fn build_cipher_op(
                 _ => Err(Error::KeyTypeInconsistent),
             }
         }
-        OpKind::VerifyRecover => match key.as_ref() {
+        OpKind::VerifyRecover => match key {
             LoadedKey::RsaPublic(k) => {
                 let c = match mech.ty {
                     CKM_RSA_PKCS => RsaCipher::Pkcs1,
@@ -1137,10 +1163,10 @@ pub fn new_verify_op(
 ) -> Result<Box<dyn VerifyOp>> {
     check_key_allows(entry, mech.ty, CKA_VERIFY, CKF_VERIFY, profile)?;
     let key = load(entry)?;
-    if let Some(mac) = new_mac(mech, &key)? {
+    if let Some(mac) = new_mac(mech, key)? {
         return Ok(Box::new(mac));
     }
-    match key.as_ref() {
+    match key {
         LoadedKey::RsaPublic(k) => {
             let scheme = rsa_scheme(mech)?;
             let hasher = scheme_hasher(&scheme);

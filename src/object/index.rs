@@ -16,7 +16,7 @@ pub struct Entry {
     /// The session that owns a session object; None for token objects.
     pub session: Option<CK_SESSION_HANDLE>,
     /// Parsed key material, built on first use and kept (type known to the mechanism layer).
-    pub key_cache: OnceLock<Arc<dyn Any + Send + Sync>>,
+    pub key_cache: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl Entry {

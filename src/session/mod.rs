@@ -106,6 +106,9 @@ impl Operations {
     }
 }
 
+/// Aligned to a cache line so one session's reference count and lock never share a line
+/// with a neighbouring session's (threads on their own sessions would write it).
+#[repr(align(64))]
 pub struct Session {
     pub handle: CK_SESSION_HANDLE,
     pub cluster: Arc<Cluster>,
@@ -115,6 +118,21 @@ pub struct Session {
     pub ops: Mutex<Operations>,
     /// Set by a successful CKU_CONTEXT_SPECIFIC login, consumed by the next operation.
     pub context_authenticated: AtomicBool,
+    /// The key this session used last (see [`KeyMemo`]).
+    pub key_memo: Mutex<Option<KeyMemo>>,
+}
+
+/// The key a session used last, looked up, checked and routed, kept while its cluster is
+/// unchanged (same generation): the next operation with the same key skips the cluster's
+/// lock and every reference count shared with other threads, which for short operations
+/// on two threads cost more than the operation itself.
+pub struct KeyMemo {
+    pub handle: CK_OBJECT_HANDLE,
+    pub generation: u64,
+    pub entry: Arc<crate::object::index::Entry>,
+    pub route: crate::cluster::hsm::RoutePlan,
+    /// This session's own copy of the key schedule (block ciphers), made on first use.
+    pub cipher: Option<Arc<crate::crypto::block::BlockCipher>>,
 }
 
 impl Session {
@@ -131,11 +149,31 @@ impl Session {
             hsm,
             ops: Mutex::new(Operations::default()),
             context_authenticated: AtomicBool::new(false),
+            key_memo: Mutex::new(None),
         }
     }
 
     pub fn slot_id(&self) -> CK_SLOT_ID {
         self.cluster.slot_id()
+    }
+
+    /// Drops the memo of a key that was a closed session's object.
+    pub fn forget_objects_of(&self, closed: CK_SESSION_HANDLE) {
+        let mut memo = self.key_memo.lock();
+        if memo
+            .as_ref()
+            .is_some_and(|m| m.entry.session == Some(closed))
+        {
+            *memo = None;
+        }
+    }
+
+    /// Drops the memo of a destroyed key at once (its secrets must not outlive it here).
+    pub fn forget_key(&self, handle: CK_OBJECT_HANDLE) {
+        let mut memo = self.key_memo.lock();
+        if memo.as_ref().is_some_and(|m| m.handle == handle) {
+            *memo = None;
+        }
     }
 
     /// The session state of PKCS#11 v2.40 §5.6.1 (derived from the application's login).
