@@ -24,7 +24,10 @@ pub fn guard(name: &'static str, f: impl FnOnce() -> Result<()>) -> CK_RV {
     if FAILED.load(Ordering::Acquire) && name != "C_Finalize" {
         return CKR_GENERAL_ERROR;
     }
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    // Key bytes must not stay behind in this thread's registers (see registers.rs).
+    crate::secure_mem::registers::clear_vector_registers();
+    match outcome {
         Ok(Ok(())) => CKR_OK,
         Ok(Err(e)) => {
             let rv = e.ck_rv();

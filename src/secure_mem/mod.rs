@@ -15,6 +15,7 @@
 
 pub mod arena;
 pub mod awslc_hook;
+pub mod registers;
 pub mod valgrind;
 
 use std::ptr::NonNull;
