@@ -143,12 +143,6 @@ impl SessionTable {
         }
     }
 
-    pub fn any(&self, pred: impl Fn(&Session) -> bool) -> bool {
-        self.shards
-            .iter()
-            .any(|shard| shard.read().values().any(|s| pred(s)))
-    }
-
     pub fn clear(&self) {
         for shard in &self.shards {
             shard.write().clear();

@@ -110,7 +110,7 @@ pub fn get_attributes(
     let entry = s.cluster.entry(object, Access::Read)?;
     // Only the owner may export a key's secret value; users it is shared with may not.
     let shared_only = match s.cluster.login_state() {
-        LoginState::User(me) => entry.object.owner.as_ref().is_some_and(|o| *o != me),
+        LoginState::User(me) => entry.object.owner.as_deref().is_some_and(|o| o != me),
         _ => false,
     };
     Ok(types

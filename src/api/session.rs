@@ -7,6 +7,7 @@ use crate::cluster::{LoginState, Profile};
 use crate::error::{Error, Result};
 use crate::session::Session;
 use cryptoki_sys::*;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// C_OpenSession (§5.6).
@@ -41,21 +42,23 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HAND
     }
     let hsm = cluster.route_any()?;
     let handle = lib.next_session_handle();
+    cluster.open_sessions.fetch_add(1, Ordering::AcqRel);
     let s = Arc::new(Session::new(handle, cluster, read_write, hsm));
     lib.sessions.insert(s);
     Ok(handle)
 }
 
 fn close(lib: &super::Library, s: &Session) {
-    s.cluster.drop_session_objects(s.handle);
     let slot = s.slot_id();
-    // Other sessions may have used this session's objects: none keeps them in its memo.
-    lib.sessions.for_each(|other| {
-        if other.slot_id() == slot {
-            other.forget_objects_of(s.handle);
-        }
-    });
-    if !lib.sessions.any(|x| x.slot_id() == slot) {
+    if s.cluster.drop_session_objects(s.handle) {
+        // Other sessions may have used this session's objects: none keeps them in its memo.
+        lib.sessions.for_each(|other| {
+            if other.slot_id() == slot {
+                other.forget_objects_of(s.handle);
+            }
+        });
+    }
+    if s.cluster.open_sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
         // The last session of the application on this token: logout (§5.6).
         s.cluster.logout();
     }

@@ -146,9 +146,7 @@ pub fn route<'a>(
     holders: Option<&[String]>,
     turn: usize,
 ) -> Result<&'a HsmRuntime> {
-    let eligible = |h: &&HsmRuntime, want: Health| {
-        h.health == want && holders.is_none_or(|hs| hs.iter().any(|x| x == &h.id))
-    };
+    let eligible = |h: &&HsmRuntime, want: Health| serves(h, want, holders);
     for want in [Health::Active, Health::Degraded] {
         // Two passes instead of a Vec: this runs on every operation.
         let count = hsms.iter().filter(|h| eligible(h, want)).count();
@@ -164,6 +162,11 @@ pub fn route<'a>(
     ))
 }
 
+/// Whether an instance in health `want` holds the key (`holders` None: any instance).
+fn serves(h: &HsmRuntime, want: Health, holders: Option<&[String]>) -> bool {
+    h.health == want && holders.is_none_or(|hs| hs.iter().any(|x| x == &h.id))
+}
+
 /// The instances an operation with one key may go to (the Active holders, or the
 /// Degraded ones when no holder is Active), with their injected latency, for picking one
 /// per operation without the cluster's lock.
@@ -174,9 +177,7 @@ pub struct RoutePlan {
 
 impl RoutePlan {
     pub fn new(hsms: &[HsmRuntime], holders: Option<&[String]>, faults: &Faults) -> RoutePlan {
-        let eligible = |h: &&HsmRuntime, want: Health| {
-            h.health == want && holders.is_none_or(|hs| hs.iter().any(|x| x == &h.id))
-        };
+        let eligible = |h: &&HsmRuntime, want: Health| serves(h, want, holders);
         let mut targets = Vec::new();
         for want in [Health::Active, Health::Degraded] {
             targets.extend(

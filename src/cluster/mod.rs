@@ -88,6 +88,8 @@ pub struct ClusterInner {
     pub replicas: rustc_hash::FxHashMap<CK_OBJECT_HANDLE, Replicas>,
     /// The distinct replica lists in use: most objects share one of a handful.
     replica_lists: Vec<Replicas>,
+    /// The owners of loaded objects, one allocation per user.
+    owners: Vec<Arc<str>>,
     pub login: LoginState,
     pub master_key: Option<Arc<MasterKey>>,
     /// Highest store sequence applied to `objects`.
@@ -116,6 +118,18 @@ pub fn next_turn() -> usize {
 }
 
 impl ClusterInner {
+    /// The shared copy of an owner's name.
+    pub fn intern_owner(&mut self, name: String) -> Arc<str> {
+        if let Some(known) = self.owners.iter().find(|o| ***o == *name) {
+            return known.clone();
+        }
+        let shared: Arc<str> = name.into();
+        if self.owners.len() < 256 {
+            self.owners.push(shared.clone());
+        }
+        shared
+    }
+
     /// The shared copy of a replica list (one allocation per distinct list, not per
     /// object: 100,000 keys on 3 instances hold one list).
     pub fn intern_replicas<S: AsRef<str>>(&mut self, list: &[S]) -> Replicas {
@@ -143,6 +157,8 @@ pub struct Cluster {
     seen_counter: AtomicU64,
     /// The profile, readable without the lock (every operation asks).
     profile: std::sync::atomic::AtomicU8,
+    /// This process's open sessions on the cluster: the last one to close logs out.
+    pub open_sessions: std::sync::atomic::AtomicUsize,
     /// Bumped whenever `inner` is written (see [`Cluster::write_inner`]): a session's key
     /// memo from the same generation is still valid.
     generation: AtomicU64,
@@ -164,6 +180,7 @@ impl Cluster {
             objects: ObjectIndex::new(),
             replicas: Default::default(),
             replica_lists: Vec::new(),
+            owners: Vec::new(),
             login: LoginState::Public,
             master_key: None,
             applied_seq: 0,
@@ -178,6 +195,7 @@ impl Cluster {
             seen_counter: AtomicU64::new(counter),
             profile: std::sync::atomic::AtomicU8::new(profile as u8),
             generation: AtomicU64::new(0),
+            open_sessions: Default::default(),
             pin_cache: users::PinCache::new(),
         });
         {

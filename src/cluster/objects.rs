@@ -93,7 +93,7 @@ pub fn to_row(
     Ok(ObjectRow {
         uid: obj.uid.clone(),
         seq: 0,
-        owner: obj.owner.clone(),
+        owner: obj.owner.as_deref().map(str::to_string),
         shared: obj.shared_with.clone(),
         attrs,
         sealed,
@@ -106,7 +106,7 @@ pub fn to_row(
 pub fn apply_row(inner: &mut ClusterInner, row: ObjectRow) -> Result<()> {
     let mut obj = Object::from_attrs(row.uid, AttrMap::from_record(&row.attrs)?)
         .ok_or_else(|| Error::DeviceError("stored object has no class".into()))?;
-    obj.owner = row.owner;
+    obj.owner = row.owner.map(|o| inner.intern_owner(o));
     obj.shared_with = row.shared;
     if let Some(sealed) = row.sealed {
         obj.set_sealed(sealed);
@@ -139,7 +139,7 @@ pub fn visible(login: &LoginState, obj: &Object) -> bool {
     }
     match login {
         LoginState::User(name) => {
-            obj.owner.as_ref().is_none_or(|o| o == name)
+            obj.owner.as_deref().is_none_or(|o| o == name)
                 || obj.shared_with.iter().any(|s| s == name)
         }
         LoginState::SecurityOfficer(_) | LoginState::Public => false,
@@ -190,7 +190,7 @@ impl Cluster {
         }
         if access == Access::Own {
             if let (LoginState::User(me), Some(owner)) = (&inner.login, &entry.object.owner) {
-                if me != owner {
+                if **me != **owner {
                     return Err(Error::ActionProhibited(format!(
                         "only the owner {owner} may do this"
                     )));
@@ -339,7 +339,7 @@ impl Cluster {
             return Err(Error::UserNotLoggedIn);
         }
         if let LoginState::User(me) = &login {
-            obj.owner = Some(me.clone());
+            obj.owner = Some(me.as_str().into());
         }
         if !obj.is_token() {
             let mut inner = self.write_inner();
@@ -472,14 +472,16 @@ impl Cluster {
     }
 
     /// Drops the session objects of a closed session.
-    pub fn drop_session_objects(&self, session: CK_SESSION_HANDLE) {
+    /// Returns whether there were any.
+    pub fn drop_session_objects(&self, session: CK_SESSION_HANDLE) -> bool {
         if !self.inner.read().objects.has_session_objects(session) {
-            return;
+            return false;
         }
         let mut inner = self.write_inner();
         for h in inner.objects.remove_session_objects(session) {
             inner.replicas.remove(&h);
         }
+        true
     }
 
     /// Which instances hold an object.

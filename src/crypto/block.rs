@@ -387,8 +387,6 @@ impl CipherStream {
         Ok(input.len())
     }
 
-    /// Exactly how many bytes `finish` will output; for CBC-PAD decryption an upper
-    /// bound (one block).
     /// The exact output of a whole operation on `input_len` bytes from a fresh stream,
     /// when it is known without running it and the input is acceptable: ECB and CBC on
     /// whole blocks, CBC-PAD encryption. None otherwise (CTR, CBC-PAD decryption, a stream
@@ -404,6 +402,8 @@ impl CipherStream {
         }
     }
 
+    /// Exactly how many bytes `finish` will output; for CBC-PAD decryption an upper
+    /// bound (one block).
     pub fn final_len(&self) -> usize {
         match (self.kind, self.dir) {
             (Kind::CbcPad, Direction::Encrypt) => self.bs,

@@ -34,7 +34,8 @@ impl Entry {
     }
 }
 
-/// The handles under one label: almost always one, so no vector for that case.
+/// The handles whose label (or uid) hashes to one value: almost always one, so no vector
+/// for that case. The label itself is not stored twice: callers check the entries.
 enum LabelBucket {
     One(CK_OBJECT_HANDLE),
     Many(Vec<CK_OBJECT_HANDLE>),
@@ -67,12 +68,37 @@ impl LabelBucket {
     }
 }
 
+fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(key);
+    h.finish()
+}
+
+fn link(map: &mut HashMap<u64, LabelBucket>, key: &[u8], handle: CK_OBJECT_HANDLE) {
+    match map.get_mut(&key_hash(key)) {
+        Some(bucket) => bucket.push(handle),
+        None => {
+            map.insert(key_hash(key), LabelBucket::One(handle));
+        }
+    }
+}
+
+fn unlink(map: &mut HashMap<u64, LabelBucket>, key: &[u8], handle: CK_OBJECT_HANDLE) {
+    let k = key_hash(key);
+    if map.get_mut(&k).is_some_and(|bucket| bucket.remove(handle)) {
+        map.remove(&k);
+    }
+}
+
 #[derive(Default)]
 pub struct ObjectIndex {
     by_handle: HashMap<CK_OBJECT_HANDLE, Arc<Entry>>,
-    by_uid: HashMap<String, CK_OBJECT_HANDLE>,
-    /// Non-empty labels only: unlabeled objects would make one bucket of everything.
-    by_label: HashMap<Box<[u8]>, LabelBucket>,
+    /// By a hash of the uid (the uid is in the entry: no second copy per object).
+    by_uid: HashMap<u64, LabelBucket>,
+    /// By a hash of the label, non-empty labels only (unlabeled objects would make one
+    /// bucket of everything). A search checks the label of each candidate.
+    by_label: HashMap<u64, LabelBucket>,
     /// Session objects by owning session, so closing a session does not scan every object.
     by_session: HashMap<CK_SESSION_HANDLE, Vec<CK_OBJECT_HANDLE>>,
     next_handle: CK_OBJECT_HANDLE,
@@ -95,7 +121,12 @@ impl ObjectIndex {
     }
 
     pub fn handle_of(&self, uid: &str) -> Option<CK_OBJECT_HANDLE> {
-        self.by_uid.get(uid).copied()
+        self.by_uid
+            .get(&key_hash(uid.as_bytes()))?
+            .handles()
+            .iter()
+            .copied()
+            .find(|h| self.by_handle.get(h).is_some_and(|e| e.object.uid == uid))
     }
 
     pub fn len(&self) -> usize {
@@ -109,19 +140,18 @@ impl ObjectIndex {
     /// Inserts a new object or a new version of a known one (same uid keeps its handle).
     pub fn upsert(&mut self, mut object: Object, session: Option<CK_SESSION_HANDLE>) -> Arc<Entry> {
         object.attrs.shrink_to_fit();
-        let handle = match self.by_uid.get(&object.uid) {
+        let handle = match self.handle_of(&object.uid) {
             Some(h) => {
-                let h = *h;
                 self.unlink_label(h);
                 h
             }
             None => {
                 let h = self.next_handle;
                 self.next_handle += 1;
+                link(&mut self.by_uid, object.uid.as_bytes(), h);
                 h
             }
         };
-        self.by_uid.insert(object.uid.clone(), handle);
         self.link_label(object.label(), handle);
         let entry = Arc::new(Entry::new(handle, object, session));
         if let Some(sess) = session {
@@ -139,8 +169,8 @@ impl ObjectIndex {
     pub fn replace(&mut self, handle: CK_OBJECT_HANDLE, object: Object) -> Option<Arc<Entry>> {
         let old = self.by_handle.get(&handle)?.clone();
         self.unlink_label(handle);
-        self.by_uid.remove(&old.object.uid);
-        self.by_uid.insert(object.uid.clone(), handle);
+        unlink(&mut self.by_uid, old.object.uid.as_bytes(), handle);
+        link(&mut self.by_uid, object.uid.as_bytes(), handle);
         self.link_label(object.label(), handle);
         let entry = Arc::new(Entry::new(handle, object, old.session));
         self.by_handle.insert(handle, entry.clone());
@@ -151,7 +181,7 @@ impl ObjectIndex {
         let entry = self.by_handle.get(&handle)?.clone();
         self.unlink_label(handle);
         self.by_handle.remove(&handle);
-        self.by_uid.remove(&entry.object.uid);
+        unlink(&mut self.by_uid, entry.object.uid.as_bytes(), handle);
         if let Some(sess) = entry.session {
             if let Some(list) = self.by_session.get_mut(&sess) {
                 list.retain(|h| *h != handle);
@@ -169,24 +199,16 @@ impl ObjectIndex {
     }
 
     fn link_label(&mut self, label: &[u8], handle: CK_OBJECT_HANDLE) {
-        if label.is_empty() {
-            return;
-        }
-        match self.by_label.get_mut(label) {
-            Some(bucket) => bucket.push(handle),
-            None => {
-                self.by_label.insert(label.into(), LabelBucket::One(handle));
-            }
+        if !label.is_empty() {
+            link(&mut self.by_label, label, handle);
         }
     }
 
     fn unlink_label(&mut self, handle: CK_OBJECT_HANDLE) {
         if let Some(e) = self.by_handle.get(&handle) {
             let label = e.object.label();
-            if let Some(bucket) = self.by_label.get_mut(label) {
-                if bucket.remove(handle) {
-                    self.by_label.remove(label);
-                }
+            if !label.is_empty() {
+                unlink(&mut self.by_label, label, handle);
             }
         }
     }
@@ -196,7 +218,7 @@ impl ObjectIndex {
         match label {
             Some(l) if !l.is_empty() => self
                 .by_label
-                .get(l)
+                .get(&key_hash(l))
                 .map(|bucket| {
                     bucket
                         .handles()
@@ -235,5 +257,49 @@ impl ObjectIndex {
         self.by_uid.clear();
         self.by_label.clear();
         self.by_session.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{AttrMap, Object};
+
+    fn obj(uid: &str, label: &[u8]) -> Object {
+        let mut a = AttrMap::new();
+        a.insert(CKA_CLASS, (CKO_DATA as CK_ULONG).to_ne_bytes());
+        a.insert(CKA_LABEL, label);
+        Object::from_attrs(uid.into(), a).expect("class")
+    }
+
+    #[test]
+    fn uid_and_label_lookups_follow_every_change() {
+        let mut ix = ObjectIndex::new();
+        let a = ix.upsert(obj("u1", b"same"), None).handle;
+        let b = ix.upsert(obj("u2", b"same"), None).handle;
+        let c = ix.upsert(obj("u3", b""), Some(7)).handle;
+        assert_eq!(ix.handle_of("u2"), Some(b));
+        assert_eq!(ix.handle_of("nope"), None);
+        let mut same: Vec<_> = ix
+            .candidates(Some(b"same"))
+            .iter()
+            .map(|e| e.handle)
+            .collect();
+        same.sort();
+        assert_eq!(same, vec![a, b]);
+        // An empty label is not indexed: a search for it sees every object.
+        assert_eq!(ix.candidates(Some(b"")).len(), 3);
+        // A new version keeps the handle and moves the label.
+        assert_eq!(ix.upsert(obj("u1", b"other"), None).handle, a);
+        assert_eq!(ix.candidates(Some(b"same")).len(), 1);
+        assert_eq!(ix.candidates(Some(b"other"))[0].handle, a);
+        // A replacement with a new uid drops the old uid.
+        ix.replace(b, obj("u2b", b"same"));
+        assert_eq!(ix.handle_of("u2"), None);
+        assert_eq!(ix.handle_of("u2b"), Some(b));
+        assert_eq!(ix.remove_session_objects(7), vec![c]);
+        assert!(ix.remove_uid("u1").is_some());
+        assert!(ix.candidates(Some(b"other")).is_empty());
+        assert_eq!(ix.len(), 1);
     }
 }

@@ -168,8 +168,9 @@ pub struct Object {
     pub attrs: AttrMap,
     pub secrets: SecretMap,
     sealed: Option<Box<Sealed>>,
-    /// The Crypto User that owns the object (None for objects made before any login).
-    pub owner: Option<String>,
+    /// The Crypto User that owns the object (None for objects made before any login);
+    /// shared by every object of that user (see `ClusterInner::intern_owner`).
+    pub owner: Option<std::sync::Arc<str>>,
     /// Other Crypto Users the owner shared this key with.
     pub shared_with: Vec<String>,
 }

@@ -57,7 +57,7 @@ fn list(c: &Arc<Cluster>, json: bool) {
                 "label": String::from_utf8_lossy(o.label()),
                 "class": class_name(o.class),
                 "key_type": key_type_name(o.key_type),
-                "owner": o.owner,
+                "owner": o.owner.as_deref(),
                 "shared_with": o.shared_with,
                 "replicas": inner.replicas.get(&e.handle).map(|r| r.to_vec()).unwrap_or_default(),
             })
