@@ -77,7 +77,6 @@ pub struct ClusterInner {
     pub row: ClusterRow,
     /// The token's identity in every seal's AAD; survives backup and restore.
     pub token_id: String,
-    pub profile: Profile,
     pub hsms: Vec<HsmRuntime>,
     pub users: Vec<UserRow>,
     /// (user, hsm) -> consecutive failed logins counted on that instance.
@@ -173,7 +172,6 @@ impl Cluster {
         let counter = store.change_counter();
         let inner = ClusterInner {
             token_id: token_id(&row),
-            profile,
             hsms: Vec::new(),
             users: Vec::new(),
             failures: HashMap::new(),
@@ -237,8 +235,8 @@ impl Cluster {
     /// Re-reads topology, users, failures and objects changed since the last reload.
     fn reload_locked(&self, inner: &mut ClusterInner) -> Result<()> {
         if let Some(row) = self.store.clusters()?.into_iter().find(|c| c.id == self.id) {
-            inner.profile = Profile::parse(&row.profile)?;
-            self.profile.store(inner.profile as u8, Ordering::Relaxed);
+            self.profile
+                .store(Profile::parse(&row.profile)? as u8, Ordering::Relaxed);
             inner.token_id = token_id(&row);
             inner.faults = hsm::Faults::from_settings(&row.settings);
             inner.row = row;

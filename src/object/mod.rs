@@ -120,10 +120,6 @@ impl SecretMap {
         }
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = CK_ATTRIBUTE_TYPE> + '_ {
-        self.0.iter().map(|(t, _)| *t)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (CK_ATTRIBUTE_TYPE, &SecretBytes)> + '_ {
         self.0.iter().map(|(t, v)| (*t, v))
     }
